@@ -1,0 +1,253 @@
+# Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
+"""Sliding-slice inference of AI-SAM over whole 3D volumes, with prompts and evaluation modes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from monai.data import MetaTensor
+from monai.inferers import Inferer
+from monai.utils import optional_import
+
+from aisam_monai.inferers.label_prompts import class_presence, label_boxes, random_label_points
+from aisam_monai.networks import class_gate
+
+tqdm, _ = optional_import("tqdm", name="tqdm")
+
+__all__ = ["EVAL_MODES", "SAM_PIXEL_MEAN", "SAM_PIXEL_STD", "SliceVolumeInferer"]
+
+EVAL_MODES = ("auto", "gt_label", "random_points", "gt_box", "one_hot_points", "gt_points_only")
+"""``auto``: generated points and classifier gate; ``gt_label``: ground-truth presence replaces the gate;
+``random_points``: N ground-truth clicks per class appended to the generated points; ``gt_box``: ground-truth
+boxes; ``one_hot_points``: ``onehot(argmax W)`` points (Table 3); ``gt_points_only``: ``Np`` ground-truth clicks
+per class replace the generated points (the prompt-quality test)."""
+
+SAM_PIXEL_MEAN = (123.675 / 255, 116.28 / 255, 103.53 / 255)
+SAM_PIXEL_STD = (58.395 / 255, 57.12 / 255, 57.375 / 255)
+_LABEL_MODES = ("gt_label", "random_points", "gt_box", "gt_points_only")
+_PROMPT_KEYS = ("points", "point_labels", "boxes", "class_labels")
+
+
+class SliceVolumeInferer(Inferer):
+    """
+    Segment a 3D volume slice by slice with an :class:`~aisam_monai.networks.AISAM`, ``sw_batch_size`` slices at
+    a time, and map the labels back onto the input grid.
+
+    Per batch of slices: resize to ``S x S`` (bilinear), replicate to 3 channels, SAM-normalise, run the model
+    (all classes batched inside it), combine the class masks with the class gate at low resolution, and resize
+    back to the slice grid: ``nearest`` on the label map, or ``bilinear`` on the gated class probabilities of
+    that batch. Memory is bounded by one batch of slices whatever the depth; the output is an integer label
+    volume. Prompts travel through :meth:`__call__` (MONAI's ``SliceInferer`` drops extra keyword arguments).
+
+    Args:
+        image_size: model input side ``S``.
+        sw_batch_size: slices per forward pass.
+        spatial_dim: axis of the spatial shape ``(H, W, D)`` along which slices are taken (2: the last).
+        eval_mode: one of :data:`EVAL_MODES`; every mode but ``auto`` and ``one_hot_points`` needs the label.
+        num_random_points: clicks per class in ``random_points`` mode.
+        gate: class gate of the label combination: ``"hard"``, ``"soft"`` or ``"none"``.
+        threshold: presence threshold of the hard gate.
+        resample: ``"nearest"`` (labels) or ``"bilinear"`` (probabilities) for the way back to the slice grid.
+        normalize: apply SAM's pixel mean/std to the ``[0, 1]`` intensities.
+        progress: show a progress bar over the batches of slices.
+        seed: seed of the random clicks (reproducible per call).
+
+    Example::
+
+        inferer = SliceVolumeInferer(image_size=256, sw_batch_size=8)
+        result = inferer(volume, model)  # volume (1, H, W, D) or (1, 1, H, W, D), intensities in [0, 1]
+        result["pred"]          # (1, H, W, D) or (1, 1, H, W, D) int64 labels on the input grid
+        result["pred_lowres"]   # the same layout at (S/4, S/4) per slice
+        result["points"]        # (D, C, Np, 3) generated points in input voxel coordinates
+    """
+
+    def __init__(
+        self,
+        image_size: int,
+        sw_batch_size: int = 8,
+        spatial_dim: int = 2,
+        eval_mode: str = "auto",
+        num_random_points: int = 1,
+        gate: str = "hard",
+        threshold: float = 0.5,
+        resample: str = "nearest",
+        normalize: bool = True,
+        progress: bool = False,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if eval_mode not in EVAL_MODES:
+            raise ValueError(f"eval_mode must be one of {EVAL_MODES}, got {eval_mode!r}.")
+        if resample not in ("nearest", "bilinear"):
+            raise ValueError(f"resample must be 'nearest' or 'bilinear', got {resample!r}.")
+        if spatial_dim not in (0, 1, 2):
+            raise ValueError(f"spatial_dim must be 0, 1 or 2, got {spatial_dim}.")
+        self.image_size = image_size
+        self.sw_batch_size = sw_batch_size
+        self.spatial_dim = spatial_dim
+        self.eval_mode = eval_mode
+        self.num_random_points = num_random_points
+        self.gate = gate
+        self.threshold = threshold
+        self.resample = resample
+        self.normalize = normalize
+        self.progress = progress
+        self.seed = seed
+
+    @property
+    def needs_label(self) -> bool:
+        """Whether the evaluation mode derives its prompts from the ground-truth label."""
+        return self.eval_mode in _LABEL_MODES
+
+    def _to_model_frame(self, slices: torch.Tensor) -> torch.Tensor:
+        """``(k, 1, H, W)`` intensities in [0, 1] -> normalised model input ``(k, 3, S, S)``."""
+        s = self.image_size
+        x = F.interpolate(slices.float(), size=(s, s), mode="bilinear", align_corners=False).expand(-1, 3, -1, -1)
+        if self.normalize:
+            mean = x.new_tensor(SAM_PIXEL_MEAN).view(1, 3, 1, 1)
+            std = x.new_tensor(SAM_PIXEL_STD).view(1, 3, 1, 1)
+            x = (x - mean) / std
+        return x
+
+    def _label_prompts(self, labels: torch.Tensor, num_classes: int, num_points: int, generator) -> dict:
+        """Network keyword arguments of the evaluation mode from ``(k, 1, S, S)`` labels."""
+        if self.eval_mode == "gt_label":
+            return {"class_labels": class_presence(labels, num_classes).float()}
+        if self.eval_mode == "gt_box":
+            return {"boxes": label_boxes(labels, num_classes)}
+        if self.eval_mode in ("random_points", "gt_points_only"):
+            k = self.num_random_points if self.eval_mode == "random_points" else num_points
+            points, point_labels = random_label_points(labels, num_classes, k, generator)
+            kwargs = {"points": points, "point_labels": point_labels}
+            if self.eval_mode == "gt_points_only":
+                kwargs["point_mode"] = "none"
+            return kwargs
+        return {}
+
+    def _user_prompts(self, prompts: Mapping, index: slice, in_size: tuple[int, int], device) -> dict:
+        """Slice ``index`` of per-slice user prompts in input voxel coordinates -> model-frame keyword arguments."""
+        s = self.image_size
+        h, w = in_size
+        kwargs = {}
+        if prompts.get("points") is not None:
+            rc = torch.as_tensor(prompts["points"])[index].to(device).float()  # (k, C, K, 2) as (row, col)
+            x = (rc[..., 1] + 0.5) * s / w - 0.5
+            y = (rc[..., 0] + 0.5) * s / h - 0.5
+            kwargs["points"] = torch.stack([x, y], -1)
+            kwargs["point_labels"] = torch.as_tensor(prompts["point_labels"])[index].to(device).long()
+        if prompts.get("boxes") is not None:
+            box = torch.as_tensor(prompts["boxes"])[index].to(device).float()  # (k, C, 4) as (r1, c1, r2, c2)
+            no_box = (box == -1).all(-1, keepdim=True)
+            x1, x2 = torch.floor(box[..., 1] * s / w), torch.ceil((box[..., 3] + 1) * s / w) - 1
+            y1, y2 = torch.floor(box[..., 0] * s / h), torch.ceil((box[..., 2] + 1) * s / h) - 1
+            kwargs["boxes"] = torch.where(no_box, -1.0, torch.stack([x1, y1, x2, y2], -1))
+        if prompts.get("class_labels") is not None:
+            kwargs["class_labels"] = torch.as_tensor(prompts["class_labels"])[index].to(device).float()
+        return kwargs
+
+    def __call__(  # type: ignore[override]
+        self,
+        inputs: torch.Tensor,
+        network: torch.nn.Module,
+        label: torch.Tensor | None = None,
+        prompts: Mapping[str, torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """
+        Args:
+            inputs: ``(1, H, W, D)`` or ``(1, 1, H, W, D)`` volume with intensities in [0, 1].
+            network: an AISAM (or a ``DistributedDataParallel`` around one) with ``num_classes`` and
+                ``predict_labels``.
+            label: ground truth of the same layout, needed by the label-driven evaluation modes.
+            prompts: optional user prompts per slice (along ``spatial_dim``), in input voxel coordinates of the
+                slice (row, column): ``points (D, C, K, 2)`` with ``point_labels (D, C, K)`` (1/0/-1),
+                ``boxes (D, C, 4)`` inclusive ``(row1, col1, row2, col2)`` (all -1: no box), ``class_labels (D, C)``;
+                row and column are the first and second of the two in-plane axes (in input axis order).
+                They are added to those of the evaluation mode.
+
+        Returns:
+            ``pred`` (input layout, int64, a MetaTensor with the input's metadata when the input is one),
+            ``pred_lowres`` (same layout with slices of ``S/4 x S/4``), ``points (D, C, Np, 3)`` generated points
+            in input voxel coordinates (float), and ``class_probs (D, C)`` presence probabilities
+            (NaN without a classifier).
+        """
+        if inputs.ndim not in (4, 5) or inputs.shape[0] != 1 or (inputs.ndim == 5 and inputs.shape[1] != 1):
+            raise ValueError(
+                f"the inference input must be one single-channel 3D volume (1, H, W, D) or (1, 1, H, W, D), "
+                f"got shape {tuple(inputs.shape)}."
+            )
+        if self.needs_label and label is None:
+            raise ValueError(f"eval_mode {self.eval_mode!r} needs the ground-truth label.")
+        if label is not None and label.shape != inputs.shape:
+            raise ValueError(f"label shape {tuple(label.shape)} differs from the image shape {tuple(inputs.shape)}.")
+        if prompts is not None and set(prompts) - set(_PROMPT_KEYS):
+            raise ValueError(f"prompts may hold {_PROMPT_KEYS}, got {sorted(prompts)}.")
+        model = network.module if isinstance(network, torch.nn.parallel.DistributedDataParallel) else network
+        num_classes = model.num_classes
+        # Np: ground-truth clicks per class of the prompt-quality test (gt_points_only)
+        num_points = getattr(getattr(model, "prompter", None), "num_points", 4)
+        if getattr(model, "image_size", self.image_size) != self.image_size:
+            raise ValueError(f"inferer image_size {self.image_size} differs from the model's {model.image_size}.")
+
+        volume = inputs.reshape(inputs.shape[-3:]).movedim(self.spatial_dim, -1)  # (H, W, D) slices last
+        gt = None if label is None else label.reshape(label.shape[-3:]).movedim(self.spatial_dim, -1)
+        h, w, depth = volume.shape
+        low = self.image_size // 4
+        device = volume.device
+        pred = torch.zeros((h, w, depth), dtype=torch.int64, device=device)
+        pred_low = torch.zeros((low, low, depth), dtype=torch.int64, device=device)
+        points = None  # (D, C, Np, 3), allocated once Np is known from the first output
+        probs = torch.full((depth, num_classes), float("nan"), device=device)
+        generator = torch.Generator(device=device).manual_seed(self.seed)
+
+        starts = range(0, depth, self.sw_batch_size)
+        for start in tqdm(starts, desc="slices", unit="batch") if self.progress else starts:
+            index = slice(start, min(start + self.sw_batch_size, depth))
+            image = self._to_model_frame(volume[..., index].permute(2, 0, 1).unsqueeze(1))
+            kwargs = {}
+            if self.needs_label:
+                lab = gt[..., index].permute(2, 0, 1).unsqueeze(1).float()
+                lab = F.interpolate(lab, size=image.shape[-2:], mode="nearest-exact").long()
+                kwargs.update(self._label_prompts(lab, num_classes, num_points, generator))
+            if self.eval_mode == "one_hot_points":
+                kwargs["point_mode"] = "one_hot"
+            if prompts is not None:
+                user = self._user_prompts(prompts, index, (h, w), device)
+                if "points" in user and "points" in kwargs:
+                    user["points"] = torch.cat([kwargs["points"], user["points"]], 2)
+                    user["point_labels"] = torch.cat([kwargs["point_labels"], user["point_labels"]], 2)
+                kwargs.update(user)
+            with torch.no_grad():
+                out = network(image, **kwargs)
+            class_labels = kwargs.get("class_labels")
+            labels_low = model.predict_labels(out, gate=self.gate, threshold=self.threshold, class_labels=class_labels)
+            pred_low[..., index] = labels_low[:, 0].permute(1, 2, 0)
+            if self.resample == "nearest":
+                back = F.interpolate(labels_low.float(), size=(h, w), mode="nearest-exact")[:, 0].long()
+            else:
+                g = class_gate(out.get("class_logits"), num_classes, self.gate, self.threshold, class_labels)
+                p = out["logits"].float().softmax(1) * g.to(device)[:, :, None, None]
+                back = F.interpolate(p, size=(h, w), mode="bilinear", align_corners=False).argmax(1)
+            pred[..., index] = back.permute(1, 2, 0)
+            xy = out["points"].float()  # (k, C, Np, 2) model pixels
+            rows = (xy[..., 1] + 0.5) * h / self.image_size - 0.5
+            cols = (xy[..., 0] + 0.5) * w / self.image_size - 0.5
+            depth_index = torch.arange(index.start, index.stop, device=device, dtype=torch.float32)
+            if points is None:
+                points = torch.zeros((depth, *xy.shape[1:3], 3), device=device)
+            points[index] = torch.stack([rows, cols, depth_index.view(-1, 1, 1).expand_as(rows)], -1)
+            if out.get("class_logits") is not None:
+                probs[index] = torch.sigmoid(out["class_logits"].float())
+
+        # back to the input's axis order and layout
+        order = [0, 1, 2]
+        order.remove(self.spatial_dim)
+        order.append(self.spatial_dim)
+        points = points[..., torch.argsort(torch.tensor(order))]
+        pred = pred.movedim(-1, self.spatial_dim).reshape(inputs.shape)
+        pred_low = pred_low.movedim(-1, self.spatial_dim)
+        pred_low = pred_low.reshape(inputs.shape[: inputs.ndim - 3] + pred_low.shape)
+        if isinstance(inputs, MetaTensor):
+            pred = MetaTensor(pred, meta=inputs.meta)
+        return {"pred": pred, "pred_lowres": pred_low, "points": points, "class_probs": probs}
