@@ -169,8 +169,9 @@ class SliceVolumeInferer(Inferer):
         Returns:
             ``pred`` (input layout, int64, a MetaTensor with the input's metadata when the input is one),
             ``pred_lowres`` (same layout with slices of ``S/4 x S/4``), ``points (D, C, Np, 3)`` generated points
-            in input voxel coordinates (float), and ``class_probs (D, C)`` presence probabilities
-            (NaN without a classifier).
+            in input voxel coordinates (float), ``class_probs (D, C)`` presence probabilities (NaN without a
+            classifier), and, when ``label`` is given, ``label_lowres``: the label resized per slice to ``S`` and then
+            to ``S/4`` (``nearest-exact``), the evaluation grid of the ``aisam`` protocol.
         """
         if inputs.ndim not in (4, 5) or inputs.shape[0] != 1 or (inputs.ndim == 5 and inputs.shape[1] != 1):
             raise ValueError(
@@ -197,6 +198,7 @@ class SliceVolumeInferer(Inferer):
         device = volume.device
         pred = torch.zeros((h, w, depth), dtype=torch.int64, device=device)
         pred_low = torch.zeros((low, low, depth), dtype=torch.int64, device=device)
+        label_low = None if gt is None else torch.zeros_like(pred_low)
         points = None  # (D, C, Np, 3), allocated once Np is known from the first output
         probs = torch.full((depth, num_classes), float("nan"), device=device)
         generator = torch.Generator(device=device).manual_seed(self.seed)
@@ -206,10 +208,12 @@ class SliceVolumeInferer(Inferer):
             index = slice(start, min(start + self.sw_batch_size, depth))
             image = self._to_model_frame(volume[..., index].permute(2, 0, 1).unsqueeze(1))
             kwargs = {}
-            if self.needs_label:
+            if gt is not None:  # label on the model grid (prompts) and on the S/4 evaluation grid (spec §3.4)
                 lab = gt[..., index].permute(2, 0, 1).unsqueeze(1).float()
-                lab = F.interpolate(lab, size=image.shape[-2:], mode="nearest-exact").long()
-                kwargs.update(self._label_prompts(lab, num_classes, num_points, generator))
+                lab = F.interpolate(lab, size=image.shape[-2:], mode="nearest-exact")
+                label_low[..., index] = F.interpolate(lab, size=(low, low), mode="nearest-exact")[:, 0].permute(1, 2, 0).long()
+            if self.needs_label:
+                kwargs.update(self._label_prompts(lab.long(), num_classes, num_points, generator))
             if self.eval_mode == "one_hot_points":
                 kwargs["point_mode"] = "one_hot"
             if prompts is not None:
@@ -246,8 +250,11 @@ class SliceVolumeInferer(Inferer):
         order.append(self.spatial_dim)
         points = points[..., torch.argsort(torch.tensor(order))]
         pred = pred.movedim(-1, self.spatial_dim).reshape(inputs.shape)
+        lead = inputs.shape[: inputs.ndim - 3]
         pred_low = pred_low.movedim(-1, self.spatial_dim)
-        pred_low = pred_low.reshape(inputs.shape[: inputs.ndim - 3] + pred_low.shape)
-        if isinstance(inputs, MetaTensor):
-            pred = MetaTensor(pred, meta=inputs.meta)
-        return {"pred": pred, "pred_lowres": pred_low, "points": points, "class_probs": probs}
+        result = {"pred_lowres": pred_low.reshape(lead + pred_low.shape), "points": points, "class_probs": probs}
+        result["pred"] = MetaTensor(pred, meta=inputs.meta) if isinstance(inputs, MetaTensor) else pred
+        if label_low is not None:
+            label_low = label_low.movedim(-1, self.spatial_dim)
+            result["label_lowres"] = label_low.reshape(lead + label_low.shape)
+        return result

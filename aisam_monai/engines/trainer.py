@@ -1,0 +1,65 @@
+# Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
+"""Ignite trainer that knows the AI-SAM forward signature and its dictionary loss."""
+
+from __future__ import annotations
+
+import torch
+from monai.engines import SupervisedTrainer
+from monai.engines.utils import IterationEvents
+from monai.utils.enums import CommonKeys as Keys
+
+__all__ = ["AISAMTrainer"]
+
+
+class AISAMTrainer(SupervisedTrainer):
+    """
+    ``SupervisedTrainer`` for :class:`~aisam_monai.networks.AISAM` and :class:`~aisam_monai.losses.AISAMLoss`.
+
+    One iteration: ``out = network(image)`` on a batch of 2D slices, ``parts = loss_function(out, label,
+    presence)``, back-propagation of ``parts["loss"]``. With ``amp=True`` on a CUDA device the forward pass and the
+    loss run under ``torch.autocast`` with ``amp_dtype`` (bfloat16 by default, which needs no gradient scaler).
+    ``engine.state.output`` holds ``image``, ``label``, ``pred`` (the mask logits ``(B, C, S/4, S/4)``), ``loss``
+    and ``loss_parts`` (every entry of the loss dictionary, detached), read by
+    :class:`~aisam_monai.handlers.LossPartsHandler`. Batches are not decollated.
+
+    Args:
+        args, kwargs: those of ``monai.engines.SupervisedTrainer``; ``decollate`` defaults to ``False``.
+        presence_key: optional batch key of the ``(B, C)`` multi-hot presence target; when absent from the batch
+            the loss derives presence from the label.
+        amp_dtype: autocast dtype on CUDA.
+    """
+
+    def __init__(self, *args, presence_key: str | None = "presence", amp_dtype: torch.dtype = torch.bfloat16, **kwargs) -> None:
+        kwargs.setdefault("decollate", False)
+        amp = kwargs.pop("amp", False)
+        super().__init__(*args, **kwargs)  # MONAI's amp path (float16 + gradient scaler) stays off
+        self.autocast = amp
+        self.presence_key = presence_key
+        self.amp_dtype = amp_dtype
+
+    def _iteration(self, engine: AISAMTrainer, batchdata: dict[str, torch.Tensor]) -> dict:  # type: ignore[override]
+        if batchdata is None:
+            raise ValueError("Must provide batch data for current iteration.")
+        image, label = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking, **engine.to_kwargs)[:2]
+        presence = batchdata.get(self.presence_key) if self.presence_key and isinstance(batchdata, dict) else None
+        if presence is not None:
+            presence = presence.to(engine.state.device, non_blocking=engine.non_blocking)
+        device = torch.device(engine.state.device)
+        engine.state.output = {Keys.IMAGE: image, Keys.LABEL: label}
+        engine.network.train()
+        engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
+        with torch.autocast(device.type, dtype=self.amp_dtype, enabled=engine.autocast and device.type == "cuda"):
+            out = engine.network(image)
+            engine.state.output[Keys.PRED] = out["logits"]
+            engine.fire_event(IterationEvents.FORWARD_COMPLETED)
+            parts = engine.loss_function(out, label, presence)
+        loss = parts["loss"]
+        engine.state.output[Keys.LOSS] = loss
+        engine.state.output["loss_parts"] = {k: v.detach().float() for k, v in parts.items()}
+        engine.fire_event(IterationEvents.LOSS_COMPLETED)
+        loss.backward()
+        engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
+        engine.optimizer.step()
+        engine.state.output[Keys.LOSS] = loss.detach()
+        engine.fire_event(IterationEvents.MODEL_COMPLETED)
+        return engine.state.output
