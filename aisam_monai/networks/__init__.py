@@ -1,0 +1,28 @@
+# Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
+from __future__ import annotations
+
+from .ai_prompter import AIPrompter
+from .aisam import AISAM, AiSam, class_gate, combine_class_masks
+from .classifier import ClassPresenceClassifier
+from .lora import LoRAQKV, apply_lora
+from .mask_decoding import decode_masks
+from .prompter_transformer import PrompterTransformer
+from .sam_builder import SAM_CONFIGS, CheckpointError, build_sam, count_parameters, load_sam_checkpoint
+
+__all__ = [
+    "AISAM",
+    "AiSam",
+    "AIPrompter",
+    "ClassPresenceClassifier",
+    "PrompterTransformer",
+    "LoRAQKV",
+    "apply_lora",
+    "decode_masks",
+    "class_gate",
+    "combine_class_masks",
+    "SAM_CONFIGS",
+    "CheckpointError",
+    "build_sam",
+    "load_sam_checkpoint",
+    "count_parameters",
+]

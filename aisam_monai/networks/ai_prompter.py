@@ -1,0 +1,139 @@
+# Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
+"""The AI-Prompter: generalized point prompts and class presence from a SAM image embedding (spec §1.4)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .blocks import GroupedMLP
+from .classifier import ClassPresenceClassifier
+from .prompter_transformer import PrompterTransformer
+
+__all__ = ["AIPrompter", "BOX_FILL"]
+
+BOX_FILL = -1e4
+"""Logit given to positions outside a class's box (finite, so a fully masked row stays NaN-free)."""
+
+POINT_MODES = ("generalized", "one_hot", "none")
+
+
+class AIPrompter(nn.Module):
+    """
+    Produces, for every class, ``Np`` selection weights ``W`` over the image-embedding grid; the
+    generalized points are ``W @ PE`` and the point features ``W @ (PE + X)``. All classes run in one
+    batched pass (classes folded into the batch axis). Optionally predicts class presence.
+
+    Args:
+        num_classes: ``C``, background included.
+        dim: width ``D`` (SAM's prompt width).
+        num_points: points per class ``Np``.
+        num_class_tokens: learned tokens per class ``Nt``.
+        depth: prompter transformer depth.
+        num_heads: attention heads.
+        mlp_dim: token MLP width.
+        use_classifier: add the :class:`ClassPresenceClassifier`.
+        classifier_depth: depth of the classifier (defaults to ``depth``).
+        hard_points: training uses straight-through Gumbel one-hot weights; otherwise soft weights.
+        sample_at_inference: evaluation also samples Gumbel noise (the reference's stochastic
+            evaluation) instead of the deterministic ``onehot(argmax)``.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        dim: int = 256,
+        num_points: int = 4,
+        num_class_tokens: int = 16,
+        depth: int = 4,
+        num_heads: int = 8,
+        mlp_dim: int = 512,
+        use_classifier: bool = True,
+        classifier_depth: int | None = None,
+        hard_points: bool = True,
+        sample_at_inference: bool = False,
+    ) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.num_points = num_points
+        self.hard_points = hard_points
+        self.sample_at_inference = sample_at_inference
+        self.prompt_emb = nn.Parameter(torch.randn(num_points, dim) * dim**-0.5)
+        self.class_emb = nn.Parameter(torch.randn(num_classes, num_class_tokens, dim) * dim**-0.5)
+        self.transformer = PrompterTransformer(depth, dim, num_heads, mlp_dim)
+        self.point_proj = GroupedMLP(num_points, dim, num_layers=3)
+        self.point_norm = nn.LayerNorm(dim)
+        self.classifier = (
+            ClassPresenceClassifier(num_classes, dim, classifier_depth or depth, num_heads, mlp_dim) if use_classifier else None
+        )
+
+    def point_logits(self, image: torch.Tensor, class_ids: torch.Tensor) -> torch.Tensor:
+        """
+        Selection logits of the point slots of one class per image.
+
+        Args:
+            image: ``(N, D, h, w)`` image embeddings.
+            class_ids: ``(N,)`` class of each row.
+
+        Returns:
+            ``(N, Np, h*w)`` logits ``e_n F^T``.
+        """
+        tokens = torch.cat([self.prompt_emb.expand(len(class_ids), -1, -1), self.class_emb[class_ids]], dim=1)
+        q, f = self.transformer(tokens, image)
+        q = q[:, : self.num_points]
+        e = self.point_norm(self.point_proj(q) + q)
+        return e @ f.transpose(1, 2)
+
+    def select(self, logits: torch.Tensor, point_mode: str = "generalized") -> torch.Tensor:
+        """
+        Weights used to build the prompts from logits ``(..., h*w)``: straight-through Gumbel one-hot
+        (training, hard points), softmax (soft points), or ``onehot(argmax)`` (evaluation, and always
+        for ``point_mode="one_hot"``).
+        """
+        if point_mode == "one_hot":
+            return F.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)
+        if self.hard_points:
+            if self.training or self.sample_at_inference:
+                return F.gumbel_softmax(logits, tau=1.0, hard=True, dim=-1)
+            return F.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)
+        return logits.softmax(-1)
+
+    def forward(
+        self,
+        image: torch.Tensor,
+        dense_pe: torch.Tensor,
+        box_mask: torch.Tensor | None = None,
+        point_mode: str = "generalized",
+    ) -> dict[str, torch.Tensor | None]:
+        """
+        Args:
+            image: ``(B, D, h, w)`` image embedding ``X`` (pass it detached).
+            dense_pe: ``(1, D, h, w)`` SAM dense positional encoding ``P``.
+            box_mask: optional boolean ``(B, C, h, w)``; logits outside are set to ``BOX_FILL``.
+            point_mode: ``"generalized"``, ``"one_hot"`` or ``"none"`` (weights are still computed).
+
+        Returns:
+            ``weights`` soft ``W`` ``(B, C, Np, h, w)``; ``used_weights`` the ``W`` that built the points
+            ``(B, C, Np, h*w)``; ``points`` generalized points ``(B, C, Np, D)``; ``point_features``
+            ``(B, C, Np, D)``; ``class_logits`` ``(B, C)`` or None.
+        """
+        if point_mode not in POINT_MODES:
+            raise ValueError(f"point_mode must be one of {POINT_MODES}, got {point_mode!r}.")
+        b, d, h, w = image.shape
+        c = self.num_classes
+        class_ids = torch.arange(c, device=image.device).repeat(b)
+        folded = image.unsqueeze(1).expand(-1, c, -1, -1, -1).reshape(b * c, d, h, w)
+        logits = self.point_logits(folded, class_ids).view(b, c, self.num_points, h * w)
+        if box_mask is not None:
+            logits = logits.masked_fill(~box_mask.flatten(2).unsqueeze(2), BOX_FILL)
+        soft = logits.softmax(-1)
+        used = self.select(logits, point_mode)
+        pe = dense_pe.flatten(2).transpose(1, 2)  # (1, hw, D)
+        return {
+            "weights": soft.view(b, c, self.num_points, h, w),
+            "used_weights": used,
+            "points": used @ pe[0],
+            "point_features": used @ (pe + image.flatten(2).transpose(1, 2)).unsqueeze(1),
+            "class_logits": self.classifier(image) if self.classifier is not None else None,
+        }

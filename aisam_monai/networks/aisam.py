@@ -1,0 +1,250 @@
+# Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
+"""AI-SAM: SAM + AI-Prompter, automatic and interactive segmentation of all classes at once."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .ai_prompter import BOX_FILL, AIPrompter
+from .lora import apply_lora
+from .mask_decoding import decode_masks
+from .prompts import box_masks, generated_point_tokens, grid_index_to_pixel, user_point_tokens
+from .sam_builder import build_sam
+
+__all__ = ["AISAM", "combine_class_masks", "class_gate", "AiSam"]
+
+# Prompter sizes per backbone: the reference's for the real SAMs, a small one for the tiny model.
+PROMPTER_SIZES = {"tiny": {"depth": 2, "num_heads": 2, "mlp_dim": 128}}
+DEFAULT_PROMPTER_SIZE = {"depth": 4, "num_heads": 8, "mlp_dim": 512}
+GATES = ("hard", "soft", "none")
+
+
+def class_gate(
+    class_logits: torch.Tensor | None,
+    num_classes: int,
+    gate: str = "hard",
+    threshold: float = 0.5,
+    class_labels: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """
+    Per-class gate ``g (B, C)`` with ``g_0 = 1`` (spec §1.9): ``class_labels`` when given, else
+    ``1[sigmoid > threshold]`` (``"hard"``), ``sigmoid`` (``"soft"``), or ones (``"none"`` or no classifier).
+    """
+    if gate not in GATES:
+        raise ValueError(f"gate must be one of {GATES}, got {gate!r}.")
+    if class_labels is not None:
+        g = class_labels.float().clone()
+    elif class_logits is None or gate == "none":
+        return torch.ones(1, num_classes)
+    else:
+        g = torch.sigmoid(class_logits.float())
+        if gate == "hard":
+            g = (g > threshold).float()
+    g[:, 0] = 1.0
+    return g
+
+
+def combine_class_masks(
+    logits: torch.Tensor,
+    class_logits: torch.Tensor | None = None,
+    gate: str = "hard",
+    threshold: float = 0.5,
+    class_labels: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """
+    Label map from class mask logits: ``argmax_c softmax_c(Z) * g_c`` (spec §1.9).
+
+    Args:
+        logits: ``(B, C, H, W)`` mask logits.
+        class_logits: ``(B, C)`` presence logits or None.
+        gate: ``"hard"`` (threshold, the test rule), ``"soft"`` (sigmoid) or ``"none"``.
+        threshold: presence threshold of the hard gate.
+        class_labels: ``(B, C)`` multi-hot replacing the classifier gate (gt-label mode).
+
+    Returns:
+        ``(B, 1, H, W)`` int64 labels.
+    """
+    g = class_gate(class_logits, logits.shape[1], gate, threshold, class_labels).to(logits.device)
+    probs = logits.float().softmax(1) * g[:, :, None, None]
+    return probs.argmax(1, keepdim=True)
+
+
+class AISAM(nn.Module):
+    """
+    AI-SAM (Pan et al., arXiv 2312.03119) on the unmodified ``segment-anything`` package.
+
+    The SAM image encoder (frozen, LoRA-tuned or, for the random ``tiny`` model, fully trained) gives the
+    embedding ``X``; the :class:`AIPrompter` turns ``X.detach()`` into ``Np`` generalized points per class
+    and class-presence logits; each class's sparse prompt (its own points positive, the other classes'
+    points negative, plus any user clicks) is decoded by SAM's mask decoder, for all images and classes in
+    one call.
+
+    Args:
+        num_classes: ``C``, background included.
+        sam_type: ``"vit_b"``, ``"vit_l"``, ``"vit_h"`` or ``"tiny"``.
+        sam_checkpoint: optional official SAM state dict file.
+        image_size: input side ``S``, a multiple of 16.
+        num_points: generalized points per class ``Np``.
+        num_class_tokens: learned class tokens per class ``Nt``.
+        use_lora: add LoRA to the encoder's q and v (only the LoRA weights of the encoder train).
+        lora_rank: LoRA rank.
+        hard_points: straight-through Gumbel one-hot points in training (else soft).
+        use_classifier: predict class presence.
+        train_encoder: train the whole image encoder (for the randomly initialised ``tiny`` model).
+        sample_points_at_inference: reproduce the reference's stochastic (Gumbel) evaluation.
+
+    Example::
+
+        >>> model = AISAM(num_classes=4, sam_type="tiny", image_size=256).eval()
+        >>> out = model(torch.rand(2, 3, 256, 256))
+        >>> out["logits"].shape, out["points"].shape
+        (torch.Size([2, 4, 64, 64]), torch.Size([2, 4, 4, 2]))
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        sam_type: str = "vit_b",
+        sam_checkpoint: str | None = None,
+        image_size: int = 1024,
+        num_points: int = 4,
+        num_class_tokens: int = 16,
+        use_lora: bool = False,
+        lora_rank: int = 4,
+        hard_points: bool = True,
+        use_classifier: bool = True,
+        train_encoder: bool = False,
+        sample_points_at_inference: bool = False,
+    ) -> None:
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"num_classes counts the background and must be >= 2, got {num_classes}.")
+        self.num_classes = num_classes
+        self.image_size = image_size
+        self.sam = build_sam(sam_type, image_size, sam_checkpoint)
+        self.sam.requires_grad_(False)
+        self.sam.mask_decoder.requires_grad_(True)
+        if train_encoder:
+            self.sam.image_encoder.requires_grad_(True)
+        if use_lora:
+            apply_lora(self.sam.image_encoder, lora_rank)  # new LoRA weights are trainable
+        dim = self.sam.prompt_encoder.embed_dim
+        self.prompter = AIPrompter(
+            num_classes,
+            dim,
+            num_points,
+            num_class_tokens,
+            use_classifier=use_classifier,
+            hard_points=hard_points,
+            sample_at_inference=sample_points_at_inference,
+            **PROMPTER_SIZES.get(sam_type, DEFAULT_PROMPTER_SIZE),
+        )
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """``(h, w)`` of the image embedding."""
+        return tuple(self.sam.prompt_encoder.image_embedding_size)
+
+    def encode(self, image: torch.Tensor) -> torch.Tensor:
+        """``image (B, 3, S, S)`` -> image embedding ``X (B, D, S/16, S/16)``."""
+        s = self.image_size
+        if image.ndim != 4 or image.shape[1] != 3 or image.shape[-2:] != (s, s):
+            raise ValueError(f"image must have shape (B, 3, {s}, {s}), got {tuple(image.shape)}.")
+        return self.sam.image_encoder(image)
+
+    def decode(
+        self,
+        embeddings: torch.Tensor,
+        points: torch.Tensor | None = None,
+        point_labels: torch.Tensor | None = None,
+        boxes: torch.Tensor | None = None,
+        class_labels: torch.Tensor | None = None,
+        point_mode: str = "generalized",
+    ) -> dict[str, torch.Tensor | None]:
+        """Everything after the image encoder; see :meth:`forward` for the arguments and outputs."""
+        b, c = embeddings.shape[0], self.num_classes
+        for name, value, shape in (
+            ("points", points, (b, c, None, 2)),
+            ("point_labels", point_labels, (b, c, None)),
+            ("boxes", boxes, (b, c, 4)),
+            ("class_labels", class_labels, (b, c)),
+        ):
+            if value is not None and (value.ndim != len(shape) or any(e not in (None, a) for a, e in zip(value.shape, shape))):
+                raise ValueError(f"{name} must have shape {tuple('K' if e is None else e for e in shape)}, got {tuple(value.shape)}.")
+        if (points is None) != (point_labels is None):
+            raise ValueError("points and point_labels must be given together.")
+        prompt_encoder = self.sam.prompt_encoder
+        dense_pe = prompt_encoder.get_dense_pe()
+        grid = self.grid
+        out = self.prompter(
+            embeddings.detach(),
+            dense_pe.detach(),
+            box_mask=None if boxes is None else box_masks(boxes, grid, self.image_size),
+            point_mode=point_mode,
+        )
+        tokens, valid = [], []
+        if point_mode != "none":
+            pos, neg = prompt_encoder.point_embeddings[1].weight, prompt_encoder.point_embeddings[0].weight
+            tokens.append(generated_point_tokens(out["points"], pos.detach(), neg.detach()))
+            valid.append(tokens[-1].new_ones(tokens[-1].shape[:3], dtype=torch.bool))
+        if points is not None:
+            user_tokens, user_valid = user_point_tokens(prompt_encoder, points, point_labels, self.image_size)
+            tokens.append(user_tokens.to(embeddings.dtype))
+            valid.append(user_valid)
+        if tokens:
+            sparse, mask = torch.cat(tokens, dim=2), torch.cat(valid, dim=2)
+        else:
+            sparse, mask = embeddings.new_zeros(b, c, 0, embeddings.shape[1]), None
+        dense = prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
+        logits = decode_masks(self.sam.mask_decoder, embeddings, dense_pe, dense, sparse, mask)
+        if boxes is not None:
+            logits = logits.masked_fill(~box_masks(boxes, logits.shape[-2:], self.image_size), BOX_FILL)
+        return {
+            "logits": logits,
+            "class_logits": out["class_logits"],
+            "point_weights": out["weights"],
+            "point_features": out["point_features"],
+            "points": grid_index_to_pixel(out["used_weights"].argmax(-1), grid, self.image_size),
+            "class_labels": class_labels,
+        }
+
+    def forward(
+        self,
+        image: torch.Tensor,
+        points: torch.Tensor | None = None,
+        point_labels: torch.Tensor | None = None,
+        boxes: torch.Tensor | None = None,
+        class_labels: torch.Tensor | None = None,
+        point_mode: str = "generalized",
+    ) -> dict[str, torch.Tensor | None]:
+        """
+        Args:
+            image: ``(B, 3, S, S)`` normalised image.
+            points: optional user clicks ``(B, C, K, 2)``, pixel ``(x, y)`` in the ``S x S`` input.
+            point_labels: ``(B, C, K)``: 1 positive, 0 negative, -1 padding.
+            boxes: optional ``(B, C, 4)`` inclusive ``x1, y1, x2, y2``; all -1 = no box for that class,
+                an empty box (``x2 < x1``) suppresses the class. A box restricts the class's point weights
+                and sets its mask logits outside the box to ``-1e4``.
+            class_labels: optional ``(B, C)`` multi-hot replacing the classifier gate in
+                :meth:`predict_labels`.
+            point_mode: ``"generalized"`` (``W @ PE``), ``"one_hot"`` (``onehot(argmax W) @ PE``, Table 3),
+                or ``"none"`` (no generated points: user points only).
+
+        Returns:
+            a dict with ``logits (B, C, S/4, S/4)``, ``class_logits (B, C)`` (None without classifier),
+            ``point_weights (B, C, Np, S/16, S/16)`` (soft ``W``), ``point_features (B, C, Np, D)``,
+            ``points (B, C, Np, 2)`` (the generated points as pixel ``(x, y)``, cell centres) and
+            ``class_labels`` (as given).
+        """
+        return self.decode(self.encode(image), points, point_labels, boxes, class_labels, point_mode)
+
+    @staticmethod
+    def predict_labels(out: dict, gate: str = "hard", threshold: float = 0.5, class_labels: torch.Tensor | None = None):
+        """Label map ``(B, 1, S/4, S/4)`` from a forward output (see :func:`combine_class_masks`)."""
+        if class_labels is None:
+            class_labels = out.get("class_labels")
+        return combine_class_masks(out["logits"], out.get("class_logits"), gate, threshold, class_labels)
+
+
+AiSam = AISAM

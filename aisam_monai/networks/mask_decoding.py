@@ -1,0 +1,100 @@
+# Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
+"""
+SAM's mask decoder for ``B`` images x ``C`` prompt sets in one call (spec §0.2, §1.7).
+
+The stock ``MaskDecoder`` takes one image per call. This module runs the same computation with the
+decoder's own sub-modules and weights (its ``TwoWayTransformer`` layers, output upscaling and the first
+hypernetwork MLP, i.e. ``multimask_output=False``), batched over images and classes, with attention
+through ``scaled_dot_product_attention`` and a key mask for padded prompt tokens: a masked token is
+exactly equivalent to a dropped one.
+"""
+
+from __future__ import annotations
+
+import torch
+from segment_anything.modeling import MaskDecoder, TwoWayTransformer
+
+from .blocks import sam_attention
+
+__all__ = ["decode_masks", "two_way_transformer"]
+
+
+def two_way_transformer(
+    transformer: TwoWayTransformer,
+    image: torch.Tensor,
+    image_pe: torch.Tensor,
+    tokens: torch.Tensor,
+    token_mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    ``TwoWayTransformer.forward`` with a key mask over the prompt tokens.
+
+    Args:
+        transformer: SAM's two-way transformer (its weights are used).
+        image: ``(N, D, h, w)`` image embedding (plus dense prompt).
+        image_pe: ``(1, D, h, w)`` dense positional encoding.
+        tokens: ``(N, T, D)`` output and prompt tokens.
+        token_mask: optional boolean ``(N, T)``, ``False`` for padding tokens.
+
+    Returns:
+        tokens ``(N, T, D)`` and image tokens ``(N, h*w, D)``.
+    """
+    keys = image.flatten(2).transpose(1, 2)
+    key_pe = image_pe.flatten(2).transpose(1, 2)
+    queries = tokens
+    for layer in transformer.layers:
+        if layer.skip_first_layer_pe:
+            queries = sam_attention(layer.self_attn, queries, queries, queries, token_mask)
+        else:
+            q = queries + tokens
+            queries = queries + sam_attention(layer.self_attn, q, q, queries, token_mask)
+        queries = layer.norm1(queries)
+        q, k = queries + tokens, keys + key_pe
+        queries = layer.norm2(queries + sam_attention(layer.cross_attn_token_to_image, q, k, keys))
+        queries = layer.norm3(queries + layer.mlp(queries))
+        q, k = queries + tokens, keys + key_pe
+        keys = layer.norm4(keys + sam_attention(layer.cross_attn_image_to_token, k, q, queries, token_mask))
+    q, k = queries + tokens, keys + key_pe
+    queries = transformer.norm_final_attn(queries + sam_attention(transformer.final_attn_token_to_image, q, k, keys))
+    return queries, keys
+
+
+def decode_masks(
+    decoder: MaskDecoder,
+    image_embeddings: torch.Tensor,
+    image_pe: torch.Tensor,
+    dense_embedding: torch.Tensor,
+    sparse: torch.Tensor,
+    sparse_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """
+    Decode one mask per (image, prompt set).
+
+    Args:
+        decoder: SAM's ``MaskDecoder``.
+        image_embeddings: ``(B, D, h, w)``.
+        image_pe: ``(1, D, h, w)`` from ``prompt_encoder.get_dense_pe()``.
+        dense_embedding: ``(1, D, 1, 1)`` or ``(B, D, h, w)`` dense prompt (SAM's "no mask" embedding).
+        sparse: ``(B, C, T, D)`` sparse prompt tokens of ``C`` prompt sets per image.
+        sparse_mask: optional boolean ``(B, C, T)``; ``False`` marks padding tokens.
+
+    Returns:
+        mask logits ``(B, C, 4h, 4w)`` (SAM's first, single-mask output).
+    """
+    b, c, t, d = sparse.shape
+    if image_embeddings.shape[0] != b:
+        raise ValueError(f"{b} prompt batches for {image_embeddings.shape[0]} image embeddings.")
+    n = b * c
+    output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
+    tokens = torch.cat([output_tokens.unsqueeze(0).expand(n, -1, -1), sparse.reshape(n, t, d)], dim=1)
+    mask = None
+    if sparse_mask is not None:
+        fixed = sparse_mask.new_ones(n, output_tokens.shape[0])
+        mask = torch.cat([fixed, sparse_mask.reshape(n, t)], dim=1)
+    src = (image_embeddings + dense_embedding).unsqueeze(1).expand(-1, c, -1, -1, -1).reshape(n, d, *image_embeddings.shape[-2:])
+    hs, keys = two_way_transformer(decoder.transformer, src, image_pe, tokens, mask)
+    h, w = image_embeddings.shape[-2:]
+    upscaled = decoder.output_upscaling(keys.transpose(1, 2).reshape(n, d, h, w))
+    hyper = decoder.output_hypernetworks_mlps[0](hs[:, 1])  # first mask token: multimask_output=False
+    masks = torch.bmm(hyper.unsqueeze(1), upscaled.flatten(2))
+    return masks.view(b, c, *upscaled.shape[-2:])

@@ -1,0 +1,172 @@
+# Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
+"""
+Build SAM models of any input size over the unmodified ``segment-anything`` package, and load official
+SAM checkpoints (``sam_vit_b_01ec64.pth`` style state dicts, MedSAM's alike) at that size.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+from torch import nn
+
+__all__ = ["SAMConfig", "SAM_CONFIGS", "CheckpointError", "build_sam", "load_sam_checkpoint", "count_parameters"]
+
+
+@dataclass(frozen=True)
+class SAMConfig:
+    """Sizes of one SAM variant (``prompt_dim`` is the prompt / decoder width ``D``)."""
+
+    embed_dim: int
+    depth: int
+    num_heads: int
+    global_attn_indexes: tuple[int, ...]
+    window_size: int = 14
+    prompt_dim: int = 256
+    decoder_depth: int = 2
+    decoder_mlp_dim: int = 2048
+    decoder_heads: int = 8
+    mask_in_chans: int = 16
+    iou_head_hidden_dim: int = 256
+
+
+SAM_CONFIGS: dict[str, SAMConfig] = {
+    "vit_b": SAMConfig(768, 12, 12, (2, 5, 8, 11)),
+    "vit_l": SAMConfig(1024, 24, 16, (5, 11, 17, 23)),
+    "vit_h": SAMConfig(1280, 32, 16, (7, 15, 23, 31)),
+    # A few hundred thousand parameters: tests and the CPU quickstart. Randomly initialised only.
+    "tiny": SAMConfig(
+        64, 2, 2, (1,), window_size=4, prompt_dim=64, decoder_mlp_dim=128, decoder_heads=2, iou_head_hidden_dim=64
+    ),
+}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be loaded into the model it was given to."""
+
+
+def build_sam(sam_type: str = "vit_b", image_size: int = 1024, checkpoint: str | None = None) -> Sam:
+    """
+    Build a SAM model with the architecture of ``sam_type`` for square inputs of side ``image_size``.
+
+    Args:
+        sam_type: ``"vit_b"``, ``"vit_l"``, ``"vit_h"`` or ``"tiny"``.
+        image_size: input side ``S``, a multiple of 16; the embedding grid is ``S/16``.
+        checkpoint: optional official SAM state dict file, loaded with :func:`load_sam_checkpoint`.
+
+    Returns:
+        a ``segment_anything.modeling.Sam`` (random weights when ``checkpoint`` is None).
+    """
+    if sam_type not in SAM_CONFIGS:
+        raise ValueError(f"unknown sam_type {sam_type!r}; expected one of {sorted(SAM_CONFIGS)}.")
+    if image_size <= 0 or image_size % 16 != 0:
+        raise ValueError(f"image_size must be a positive multiple of 16, got {image_size}.")
+    cfg = SAM_CONFIGS[sam_type]
+    grid = image_size // 16
+    sam = Sam(
+        image_encoder=ImageEncoderViT(
+            img_size=image_size,
+            patch_size=16,
+            embed_dim=cfg.embed_dim,
+            depth=cfg.depth,
+            num_heads=cfg.num_heads,
+            mlp_ratio=4,
+            out_chans=cfg.prompt_dim,
+            qkv_bias=True,
+            norm_layer=partial(nn.LayerNorm, eps=1e-6),
+            use_rel_pos=True,
+            window_size=cfg.window_size,
+            global_attn_indexes=cfg.global_attn_indexes,
+        ),
+        prompt_encoder=PromptEncoder(
+            embed_dim=cfg.prompt_dim,
+            image_embedding_size=(grid, grid),
+            input_image_size=(image_size, image_size),
+            mask_in_chans=cfg.mask_in_chans,
+        ),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=TwoWayTransformer(
+                depth=cfg.decoder_depth,
+                embedding_dim=cfg.prompt_dim,
+                mlp_dim=cfg.decoder_mlp_dim,
+                num_heads=cfg.decoder_heads,
+            ),
+            transformer_dim=cfg.prompt_dim,
+            iou_head_depth=3,
+            iou_head_hidden_dim=cfg.iou_head_hidden_dim,
+        ),
+        pixel_mean=[123.675, 116.28, 103.53],
+        pixel_std=[58.395, 57.12, 57.375],
+    )
+    if checkpoint is not None:
+        load_sam_checkpoint(sam, checkpoint)
+    return sam
+
+
+def _resize_position_tensor(name: str, value: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Interpolate an absolute position embedding ``(1, g, g, E)`` or a relative table ``(2g-1, d)``."""
+    if name.endswith("pos_embed") and value.ndim == 4:
+        grid = value.permute(0, 3, 1, 2).float()
+        grid = F.interpolate(grid, size=tuple(shape[1:3]), mode="bicubic", align_corners=False)
+        return grid.permute(0, 2, 3, 1).to(value.dtype)
+    table = value.float().t().unsqueeze(0)
+    table = F.interpolate(table, size=shape[0], mode="linear", align_corners=False)
+    return table.squeeze(0).t().to(value.dtype)
+
+
+def _is_position_tensor(name: str) -> bool:
+    return name.endswith("image_encoder.pos_embed") or name.endswith(("attn.rel_pos_h", "attn.rel_pos_w"))
+
+
+def load_sam_checkpoint(sam: Sam, path: str | os.PathLike) -> None:
+    """
+    Load an official SAM state dict into ``sam`` (built by :func:`build_sam`) with
+    ``torch.load(weights_only=True)``. When the model's input size differs from the checkpoint's, the
+    absolute position embedding (bicubic) and the relative-position tables of the global-attention
+    blocks (linear) are interpolated; every other tensor must fit exactly.
+
+    Raises:
+        CheckpointError: the file is missing, not a weights-only state dict, or its keys/shapes do not
+            fit; the message names the file and the first offending keys.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: SAM checkpoint file not found.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure here means the same thing to the user
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a loadable weights-only torch state dict ({reason[:200]}).") from None
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: expected a SAM state dict (a flat mapping of parameter names to tensors).")
+    own = sam.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path}: keys do not fit this SAM model; missing {missing[:5]} ({len(missing)} in all), "
+            f"unexpected {unexpected[:5]} ({len(unexpected)} in all)."
+        )
+    fitted, wrong = {}, []
+    for name, value in state.items():
+        target = own[name].shape
+        if value.shape != target and _is_position_tensor(name) and value.ndim == len(target):
+            value = _resize_position_tensor(name, value, target)
+        if value.shape != target:
+            wrong.append(f"{name} {tuple(value.shape)} vs {tuple(target)}")
+        fitted[name] = value
+    if wrong:
+        raise CheckpointError(f"{path}: tensor shapes do not fit (checkpoint vs model): {wrong[:3]} ({len(wrong)} in all).")
+    sam.load_state_dict(fitted, strict=True)
+
+
+def count_parameters(module: nn.Module) -> tuple[int, int]:
+    """Return ``(trainable, total)`` parameter counts of ``module``."""
+    params = list(module.parameters())
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
