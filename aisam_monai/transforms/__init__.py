@@ -1,0 +1,35 @@
+# Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
+"""MONAI dictionary transforms for AI-SAM: intensity, 2D slice sampling, the §3.3 augmentation, targets and
+prompts from labels, and preset chains built from a datalist's metadata."""
+
+from __future__ import annotations
+
+from aisam_monai.transforms.augment import RandIntegerRotated, RandRot90Flipd, RandScaleCropd
+from aisam_monai.transforms.intensity import (
+    INTENSITY_KINDS,
+    SAM_PIXEL_MEAN,
+    SAM_PIXEL_STD,
+    SAMNormalized,
+    intensity_transform,
+)
+from aisam_monai.transforms.presets import eval_transforms, inference_transforms, train_transforms
+from aisam_monai.transforms.prompts import ClassPresenced, LabelBoxesd, RandLabelPointsd
+from aisam_monai.transforms.slicing import RandSliceSampled
+
+__all__ = [
+    "INTENSITY_KINDS",
+    "SAM_PIXEL_MEAN",
+    "SAM_PIXEL_STD",
+    "SAMNormalized",
+    "intensity_transform",
+    "RandSliceSampled",
+    "RandRot90Flipd",
+    "RandIntegerRotated",
+    "RandScaleCropd",
+    "ClassPresenced",
+    "LabelBoxesd",
+    "RandLabelPointsd",
+    "train_transforms",
+    "eval_transforms",
+    "inference_transforms",
+]
