@@ -8,9 +8,10 @@ import logging
 import os
 import re
 
+import ignite.distributed as idist
 import torch
 from ignite.engine import Engine, Events
-from monai.handlers import CheckpointLoader
+from monai.handlers import CheckpointLoader, CheckpointSaver
 
 __all__ = ["check_checkpoint", "find_last_checkpoint", "CheckedCheckpointLoader", "ResumeHandler"]
 
@@ -81,50 +82,75 @@ class CheckedCheckpointLoader(CheckpointLoader):
         super().__init__(load_path=load_path, load_dict=load_dict, **kwargs)
 
 
+class _BestTracking:
+    """State of a best-model ``CheckpointSaver`` (its kept files and their scores) as a checkpointable object."""
+
+    def __init__(self, saver: CheckpointSaver) -> None:
+        self.saver = saver
+
+    def state_dict(self) -> dict:
+        tracker = self.saver._key_metric_checkpoint  # the ignite Checkpoint behind save_key_metric
+        return tracker.state_dict() if tracker is not None else {"saved": []}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.saver.load_state_dict(state)
+
+
 class ResumeHandler:
     """
-    Resume training from the last ``checkpoint_epoch=N.pt`` in ``checkpoint_dir`` when one exists: the network,
-    optimiser, scheduler and trainer state (epoch and iteration counters) are restored when the trainer starts,
-    so the epoch counter continues. With ``best_saver`` (a ``CheckpointSaver`` saving the best model with
-    ``key_metric_save_state=True``) and an existing ``best_filename``, the best-metric tracking is restored too,
-    so a worse model after the restart does not replace the best one.
+    Resumable training: save the last checkpoint every ``save_interval`` epochs (``checkpoint_epoch=N.pt`` in
+    ``checkpoint_dir``, only the newest kept) and, when one exists at start, restore it, so a re-run into the same
+    folder continues the epoch counter. The trainer itself is added to ``save_dict`` when the handler is attached
+    (which keeps configs free of a trainer <-> handler reference cycle).
+
+    With ``best_saver`` (the best-model ``CheckpointSaver``), its tracking state (best score and file) is saved
+    and restored too, so that a worse model after the restart does not replace the best one; attach this handler
+    after the ``ValidationHandler`` so that each saved state includes that epoch's validation.
 
     Args:
-        checkpoint_dir: folder of the interval checkpoints (``CheckpointSaver(save_interval=...)``).
-        load_dict: objects to restore, e.g. ``{"model": net, "optimizer": opt, "lr_scheduler": s, "trainer": t}``.
-        best_saver: optional best-model ``CheckpointSaver`` whose tracking state is restored.
-        best_filename: file name of the best model in ``checkpoint_dir``.
-        map_location: where tensors are loaded.
+        checkpoint_dir: folder of the checkpoints.
+        save_dict: objects to save and restore besides the trainer, e.g.
+            ``{"model": net, "optimizer": opt, "lr_scheduler": sched}``; ``"model"`` is checked against the file.
+        best_saver: optional best-model ``CheckpointSaver`` whose tracking state is saved and restored.
+        save_interval: epochs between saves.
+        map_location: where loaded tensors go.
     """
 
     def __init__(
         self,
         checkpoint_dir: str,
-        load_dict: dict,
-        best_saver=None,
-        best_filename: str = "model.pt",
+        save_dict: dict,
+        best_saver: CheckpointSaver | None = None,
+        save_interval: int = 1,
         map_location: str | dict | None = "cpu",
     ) -> None:
         self.checkpoint_dir = checkpoint_dir
-        self.load_dict = load_dict
-        self.best_saver = best_saver
-        self.best_filename = best_filename
+        self.save_dict = dict(save_dict)
+        if best_saver is not None:
+            self.save_dict["best_tracking"] = _BestTracking(best_saver)
+        self.save_interval = save_interval
         self.map_location = map_location
         self.logger = logging.getLogger("aisam_monai.resume")
         self.path = find_last_checkpoint(checkpoint_dir)
-        if self.path is not None and "model" in load_dict:
-            check_checkpoint(self.path, load_dict["model"], key="model")
+        if self.path is not None and "model" in self.save_dict:
+            check_checkpoint(self.path, self.save_dict["model"], key="model")
 
     def attach(self, engine: Engine) -> None:
-        if self.path is None:
+        objects = {**self.save_dict, "trainer": engine}
+        if self.path is not None:
+            CheckpointLoader(self.path, objects, map_location=self.map_location).attach(engine)
+            engine.add_event_handler(Events.STARTED, self._announce)
+        CheckpointSaver(self.checkpoint_dir, objects, save_interval=self.save_interval, n_saved=1).attach(engine)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._prune)
+
+    def _prune(self, engine: Engine) -> None:
+        """Remove checkpoints older than the newest (those of a previous run are unknown to the new saver)."""
+        if idist.get_rank() != 0:
             return
-        CheckpointLoader(self.path, self.load_dict, map_location=self.map_location).attach(engine)
-        best = os.path.join(self.checkpoint_dir, self.best_filename)
-        if self.best_saver is not None and os.path.isfile(best):
-            state = torch.load(best, map_location="cpu", weights_only=True)
-            if "checkpointer" in state:
-                self.best_saver.load_state_dict(state["checkpointer"])
-        engine.add_event_handler(Events.STARTED, self._announce)
+        newest = find_last_checkpoint(self.checkpoint_dir)
+        for path in glob.glob(os.path.join(self.checkpoint_dir, "*checkpoint_epoch=*.pt")):
+            if path != newest and _EPOCH.search(path):
+                os.remove(path)
 
     def _announce(self, engine: Engine) -> None:
         self.logger.info(f"resumed from {self.path} at epoch {engine.state.epoch} of {engine.state.max_epochs}")

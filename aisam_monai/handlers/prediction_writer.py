@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
-from monai.data import MetaTensor, NibabelWriter
+from monai.data import MetaTensor, NibabelWriter, decollate_batch
 
 from aisam_monai.handlers.metric_report import _case_name
 
@@ -113,7 +113,7 @@ class PredictionWriter:
         if pred.shape[0] != 1:
             raise ValueError(f"PredictionWriter writes one volume per iteration, got a batch of {pred.shape[0]}.")
         (case,) = _case_name(engine.state.batch, self.image_key) or [f"case_{engine.state.iteration - 1}"]
-        volume = pred[0]  # (1, H, W, D) channel-first
+        volume = decollate_batch(pred, detach=True)[0]  # (1, H, W, D) channel-first with its own metadata
         meta = dict(volume.meta) if isinstance(volume, MetaTensor) else {}
         image_file = str(meta.get("filename_or_obj", case))
         seg_path = os.path.join(self.output_dir, f"{case}{self.postfix}.nii.gz")

@@ -8,7 +8,6 @@ import unittest
 import torch
 from ignite.engine import Events
 from monai.data import DataLoader, Dataset, MetaTensor
-from monai.handlers import CheckpointSaver
 
 from aisam_monai.engines import AISAMEvaluator, AISAMTrainer
 from aisam_monai.handlers import LossPartsHandler, PaperMetricHandler, PaperReportHandler, ResumeHandler
@@ -98,7 +97,7 @@ class TestAISAMEngines(unittest.TestCase):
         with tempfile.TemporaryDirectory() as d:
             net = AISAM(num_classes=4, sam_type="tiny", image_size=SIZE, train_encoder=True)
             trainer = _trainer(net, 2)
-            CheckpointSaver(d, {"model": net, "optimizer": trainer.optimizer, "trainer": trainer}, save_interval=1, n_saved=1).attach(trainer)
+            ResumeHandler(d, {"model": net, "optimizer": trainer.optimizer}).attach(trainer)
             trainer.run()
             self.assertTrue(os.path.isfile(os.path.join(d, "checkpoint_epoch=2.pt")))
             weights = {k: v.clone() for k, v in net.state_dict().items()}
@@ -107,11 +106,13 @@ class TestAISAMEngines(unittest.TestCase):
             trainer2 = _trainer(net2, 3)
             started = []
             trainer2.add_event_handler(Events.EPOCH_STARTED, lambda e: started.append(e.state.epoch))
-            ResumeHandler(d, {"model": net2, "optimizer": trainer2.optimizer, "trainer": trainer2}).attach(trainer2)
+            ResumeHandler(d, {"model": net2, "optimizer": trainer2.optimizer}).attach(trainer2)
             loaded = {}
             trainer2.add_event_handler(Events.STARTED, lambda e: loaded.update({k: v.clone() for k, v in net2.state_dict().items()}))
             trainer2.run()
             self.assertEqual(started, [3])
+            self.assertTrue(os.path.isfile(os.path.join(d, "checkpoint_epoch=3.pt")))
+            self.assertFalse(os.path.isfile(os.path.join(d, "checkpoint_epoch=2.pt")))
             self.assertEqual(trainer2.state.epoch, 3)
             for k, v in weights.items():
                 torch.testing.assert_close(loaded[k], v)

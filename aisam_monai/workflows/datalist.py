@@ -1,0 +1,97 @@
+# Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
+"""Loading and checking a prepared dataset (``datalist.json``) and inference inputs, before any long work."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+
+import nibabel as nib
+from monai.data import load_decathlon_datalist
+
+__all__ = ["DATALIST_NAME", "load_datalist", "dataset_info", "inference_items", "check_volume_file"]
+
+DATALIST_NAME = "datalist.json"
+_PREPARE_HINT = "prepare it with `python -m aisam_monai.data.prepare` or run `python -m aisam_monai.quickstart`"
+
+
+def _datalist_path(dataset_dir: str) -> str:
+    if not os.path.isdir(dataset_dir):
+        raise FileNotFoundError(f"{dataset_dir}: dataset folder not found; {_PREPARE_HINT}.")
+    path = os.path.join(dataset_dir, DATALIST_NAME)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no {DATALIST_NAME} in the dataset folder; {_PREPARE_HINT}.")
+    return path
+
+
+def dataset_info(dataset_dir: str) -> dict:
+    """Every non-list entry of the datalist (``labels``, ``num_classes``, ``intensity``, ``slice_axis``, ...)."""
+    with open(_datalist_path(dataset_dir)) as f:
+        content = json.load(f)
+    return {k: v for k, v in content.items() if not isinstance(v, list)}
+
+
+def load_datalist(
+    dataset_dir: str, split: str = "training", num_classes: int | None = None, check_splits: Sequence[str] = ()
+) -> list[dict]:
+    """
+    Items of one split of ``dataset_dir/datalist.json`` with absolute ``image``/``label`` paths.
+
+    Every file of ``split`` and of ``check_splits`` must exist, and the datalist's ``num_classes`` must match;
+    otherwise one line names the file and what was expected.
+
+    Args:
+        dataset_dir: folder written by ``python -m aisam_monai.data.prepare``.
+        split: ``"training"``, ``"validation"`` or ``"test"``.
+        num_classes: expected number of classes (background included), checked when given.
+        check_splits: further splits whose files are checked as well (e.g. the validation split at training).
+
+    Raises:
+        FileNotFoundError: missing folder, datalist or listed file.
+        ValueError: unknown or empty split, other class count.
+    """
+    path = _datalist_path(dataset_dir)
+    info = dataset_info(dataset_dir)
+    if num_classes is not None and info.get("num_classes", num_classes) != num_classes:
+        raise ValueError(f"{path}: the dataset has {info['num_classes']} classes, the bundle expects {num_classes}.")
+    items = {}
+    for name in dict.fromkeys([split, *check_splits]):
+        try:
+            items[name] = load_decathlon_datalist(path, is_segmentation=True, data_list_key=name, base_dir=dataset_dir)
+        except ValueError as e:
+            raise ValueError(f"{path}: no {name!r} list ({e}).") from e
+        if not items[name]:
+            raise ValueError(f"{path}: the {name!r} list is empty.")
+        for item in items[name]:
+            for key in ("image", "label"):
+                if key in item and not os.path.isfile(item[key]):
+                    raise FileNotFoundError(f"{item[key]}: listed in {path} ({name}) but missing.")
+    return items[split]
+
+
+def check_volume_file(path: str) -> None:
+    """Raise one line unless ``path`` is a readable 3D image (a trailing singleton 4th axis is accepted)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: input image not found.")
+    try:
+        shape = nib.load(path).shape
+    except Exception as e:  # nibabel raises many types for unreadable files
+        raise ValueError(f"{path}: not a readable NIfTI image ({type(e).__name__}).") from e
+    if not (len(shape) == 3 or (len(shape) == 4 and shape[3] == 1)):
+        raise ValueError(f"{path}: expected a 3D volume (H, W, D), got shape {tuple(shape)}.")
+
+
+def inference_items(dataset_dir: str, input_image: str | Sequence[str] | None = None, split: str = "test") -> list[dict]:
+    """
+    Inference inputs: ``input_image`` (one path or a list) when given, else the ``split`` list of the dataset;
+    every file is checked to be a 3D volume before inference starts.
+    """
+    if input_image:
+        paths = [input_image] if isinstance(input_image, str) else list(input_image)
+        items = [{"image": os.path.abspath(p)} for p in paths]
+    else:
+        items = [{"image": item["image"]} for item in load_datalist(dataset_dir, split)]
+    for item in items:
+        check_volume_file(item["image"])
+    return items
