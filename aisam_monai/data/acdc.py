@@ -11,9 +11,18 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
 
-from aisam_monai.data.common import CaseError, CaseVolume, SourceCase, read_h5, read_list, read_nifti, read_npz, stack_slices, zhw_volume
+from aisam_monai.data.common import (
+    CaseError,
+    CaseVolume,
+    SourceCase,
+    read_h5,
+    read_list,
+    read_nifti,
+    read_npz,
+    stack_slices,
+    zhw_volume,
+)
 
 __all__ = [
     "ACDC_LABELS",
@@ -115,7 +124,9 @@ def find_official(source: Path) -> tuple[list[SourceCase], dict | None]:
     for root in _official_roots(source):
         for pdir in sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("patient")):
             pid = pdir.name
-            frames = {int(m.group(2)): pdir / n for n in sorted(f.name for f in pdir.iterdir()) if (m := _FRAME.match(n))}
+            frames = {
+                int(m.group(2)): pdir / n for n in sorted(f.name for f in pdir.iterdir()) if (m := _FRAME.match(n))
+            }
             gts = {int(f.name.split("_frame")[1][:2]): f for f in pdir.glob(f"{pid}_frame*_gt.nii*")}
             info_file = pdir / "Info.cfg"
             if info_file.exists():
@@ -123,7 +134,15 @@ def find_official(source: Path) -> tuple[list[SourceCase], dict | None]:
                 try:
                     phases = {"ED": int(info["ED"]), "ES": int(info["ES"])}
                 except (KeyError, ValueError):
-                    cases.append(SourceCase(f"{pid}_ED", pid, [str(info_file)], None, error=CaseError(info_file, "expected 'ED: n' and 'ES: n' lines")))
+                    cases.append(
+                        SourceCase(
+                            f"{pid}_ED",
+                            pid,
+                            [str(info_file)],
+                            None,
+                            error=CaseError(info_file, "expected 'ED: n' and 'ES: n' lines"),
+                        )
+                    )
                     continue
             else:
                 numbers = sorted(set(frames) | set(gts))
@@ -131,17 +150,19 @@ def find_official(source: Path) -> tuple[list[SourceCase], dict | None]:
             for phase, frame in phases.items():
                 img = frames.get(frame, pdir / f"{pid}_frame{frame:02d}.nii.gz")
                 gt = gts.get(frame, pdir / f"{pid}_frame{frame:02d}_gt.nii.gz")
-                case = SourceCase(f"{pid}_{phase}", pid, [str(img), str(gt)], _nifti_pair_loader(img, gt), {"phase": phase, "frame": frame})
+                case = SourceCase(
+                    f"{pid}_{phase}",
+                    pid,
+                    [str(img), str(gt)],
+                    _nifti_pair_loader(img, gt),
+                    {"phase": phase, "frame": frame},
+                )
                 if not img.exists():
                     case.error = CaseError(img, f"missing image for label {gt.name}")
                 elif not gt.exists():
                     case.error = CaseError(gt, f"missing label for image {img.name}")
                 cases.append(case)
     return cases, None
-
-
-
-
 
 
 def find_ssl4mis(source: Path, spacing=DEFAULT_SPACING) -> tuple[list[SourceCase], dict | None]:
@@ -181,9 +202,25 @@ def find_ssl4mis(source: Path, spacing=DEFAULT_SPACING) -> tuple[list[SourceCase
         ordered = sorted(frame_names, key=lambda n: int(n.split("_frame")[1]))
         for phase, name in zip(("ED", "ES"), ordered):
             src = volumes.get(name) or sorted(slices[name].values())[0]
-            cases.append(SourceCase(f"{pid}_{phase}", pid, [str(src)], loader(name), {"phase": phase, "frame": int(name.split("_frame")[1])}))
+            cases.append(
+                SourceCase(
+                    f"{pid}_{phase}",
+                    pid,
+                    [str(src)],
+                    loader(name),
+                    {"phase": phase, "frame": int(name.split("_frame")[1])},
+                )
+            )
         for extra in ordered[2:]:
-            cases.append(SourceCase(f"{pid}_{extra}", pid, [str(volumes.get(extra, data))], None, error=CaseError(volumes.get(extra, data / extra), f"more than two frames for {pid}: {ordered}")))
+            cases.append(
+                SourceCase(
+                    f"{pid}_{extra}",
+                    pid,
+                    [str(volumes.get(extra, data))],
+                    None,
+                    error=CaseError(volumes.get(extra, data / extra), f"more than two frames for {pid}: {ordered}"),
+                )
+            )
     lists = {}
     for key, fname in (("training", "train.list"), ("validation", "val.list"), ("test", "test.list")):
         entries = read_list(root / fname)
@@ -207,17 +244,34 @@ def find_mtunet(source: Path, spacing=DEFAULT_SPACING) -> tuple[list[SourceCase]
     vols: dict[tuple[str, str], Path] = {}
     split: dict[str, list[str]] = {"method": f"MT-UNet lists in {root / 'lists_ACDC'}"}
     cases: list[SourceCase] = []
-    for key, (fname, sub) in {"training": ("train.txt", "train"), "validation": ("valid.txt", "valid"), "test": ("test.txt", "test")}.items():
+    for key, (fname, sub) in {
+        "training": ("train.txt", "train"),
+        "validation": ("valid.txt", "valid"),
+        "test": ("test.txt", "test"),
+    }.items():
         patients = set()
         for entry in read_list(root / "lists_ACDC" / fname):
             name = Path(entry).name
             m = _MT.match(name if name.endswith(".npz") else name + ".npz")
             if not m:
-                cases.append(SourceCase(name, name, [entry], None, error=CaseError(root / "lists_ACDC" / fname, f"entry '{entry}' is not case_NNN_slice|volume_ED|ES[_K].npz")))
+                cases.append(
+                    SourceCase(
+                        name,
+                        name,
+                        [entry],
+                        None,
+                        error=CaseError(
+                            root / "lists_ACDC" / fname, f"entry '{entry}' is not case_NNN_slice|volume_ED|ES[_K].npz"
+                        ),
+                    )
+                )
                 continue
             pid = f"patient{int(m.group(1)):03d}"
             patients.add(pid)
-            path = next((p for p in (root / sub / entry, root / entry, root / sub / m.group(0)) if p.exists()), root / sub / m.group(0))
+            path = next(
+                (p for p in (root / sub / entry, root / entry, root / sub / m.group(0)) if p.exists()),
+                root / sub / m.group(0),
+            )
             if m.group(2) == "volume":
                 vols[(pid, m.group(3))] = path
             else:
@@ -233,7 +287,9 @@ def find_mtunet(source: Path, spacing=DEFAULT_SPACING) -> tuple[list[SourceCase]
             for p in files.values():
                 if not p.exists():
                     raise CaseError(p, "listed slice file is missing")
-            image, label = stack_slices({k: read_npz(p, "img") for k, p in files.items()}, {k: str(p) for k, p in files.items()})
+            image, label = stack_slices(
+                {k: read_npz(p, "img") for k, p in files.items()}, {k: str(p) for k, p in files.items()}
+            )
             first = files[min(files)]
             return zhw_volume(image, label, first, first, spacing)
 
@@ -276,8 +332,5 @@ def acdc_meta(form: str, spacing=None) -> dict:
         "num_classes": len(ACDC_LABELS),
         "intensity": intensity,
         "slice_axis": 2,
-        "source": {
-            "form": form,
-            "spacing": "header" if form == "official" else list(spacing or DEFAULT_SPACING),
-        },
+        "source": {"form": form, "spacing": "header" if form == "official" else list(spacing or DEFAULT_SPACING)},
     }

@@ -209,7 +209,9 @@ def read_list(path: Path) -> list[str]:
     return [ln.strip() for ln in path.read_text().splitlines() if ln.strip()] if path.exists() else []
 
 
-def stack_slices(slices: dict[int, tuple[np.ndarray, np.ndarray]], files: dict[int, str]) -> tuple[np.ndarray, np.ndarray]:
+def stack_slices(
+    slices: dict[int, tuple[np.ndarray, np.ndarray]], files: dict[int, str]
+) -> tuple[np.ndarray, np.ndarray]:
     """Rebuild (Z, H, W) image and label volumes from 2D slices keyed by slice index.
 
     Raises:
@@ -244,7 +246,8 @@ def validate_case(vol: CaseVolume, num_classes: int) -> None:
             raise CaseError(f, f"expected a 3D {what} volume, got {arr.ndim}D shape {tuple(arr.shape)}")
     if vol.image.shape != vol.label.shape:
         raise CaseError(
-            vol.label_file, f"label shape {tuple(vol.label.shape)} != image shape {tuple(vol.image.shape)} ({vol.image_file})"
+            vol.label_file,
+            f"label shape {tuple(vol.label.shape)} != image shape {tuple(vol.image.shape)} ({vol.image_file})",
         )
     if np.issubdtype(vol.image.dtype, np.floating) and not np.isfinite(vol.image).all():
         bad = int((~np.isfinite(vol.image)).sum())
@@ -255,9 +258,7 @@ def validate_case(vol: CaseVolume, num_classes: int) -> None:
     values = np.unique(lab)
     extra = values[(values < 0) | (values >= num_classes)]
     if extra.size:
-        raise CaseError(
-            vol.label_file, f"label values {extra.tolist()} outside the class set 0..{num_classes - 1}"
-        )
+        raise CaseError(vol.label_file, f"label values {extra.tolist()} outside the class set 0..{num_classes - 1}")
 
 
 def _image_dtype(image: np.ndarray) -> np.ndarray:
@@ -361,7 +362,9 @@ def write_datalist(
         item = result.items[case]
         name = where.get(item["patient"])
         if name is None:
-            failures.append({"case": case, "file": item["image"], "reason": f"patient {item['patient']} is in no split list"})
+            failures.append(
+                {"case": case, "file": item["image"], "reason": f"patient {item['patient']} is in no split list"}
+            )
             continue
         lists[name].append(item)
     datalist = {

@@ -13,7 +13,15 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["CardiacPatient", "cardiac_patient", "cardiac_volume", "AbdomenCase", "abdomen_case", "abdomen_volume", "random_rotation"]
+__all__ = [
+    "CardiacPatient",
+    "cardiac_patient",
+    "cardiac_volume",
+    "AbdomenCase",
+    "abdomen_case",
+    "abdomen_volume",
+    "random_rotation",
+]
 
 
 def random_rotation(rng: np.random.Generator) -> np.ndarray:
@@ -25,7 +33,9 @@ def random_rotation(rng: np.random.Generator) -> np.ndarray:
     return q
 
 
-def _smooth_field(rng: np.random.Generator, coords: tuple[np.ndarray, ...], n: int, wavelengths: tuple[float, float]) -> np.ndarray:
+def _smooth_field(
+    rng: np.random.Generator, coords: tuple[np.ndarray, ...], n: int, wavelengths: tuple[float, float]
+) -> np.ndarray:
     """Sum of ``n`` random plane waves (unit variance) evaluated on broadcastable mm ``coords``.
 
     ``sin(a + r) = sin(a) cos(r) + cos(a) sin(r)`` with ``a`` the first coordinate's term keeps the

@@ -25,7 +25,9 @@ from aisam_monai.data.common import prepare_cases, ratio_split, write_datalist
 __all__ = ["prepare", "main"]
 
 
-def _resolve_split(split: str, ratios: Sequence[float], seed: int, patients: list[str], form_split: dict | None, dataset: str) -> dict:
+def _resolve_split(
+    split: str, ratios: Sequence[float], seed: int, patients: list[str], form_split: dict | None, dataset: str
+) -> dict:
     """``auto``: the form's own lists if it has them, else ACDC ratios / Synapse's 18-12 cases;
     ``ratio``: a seeded split by patient; otherwise a JSON file with training/validation/test ids."""
     if split == "auto":
@@ -94,13 +96,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("dataset", choices=("acdc", "synapse"))
     parser.add_argument("--source", required=True, help="source folder (never modified)")
     parser.add_argument("--out", required=True, help="output folder for images/, labels/, datalist.json")
-    parser.add_argument("--form", default=None, help="acdc: official|ssl4mis|mtunet; synapse: btcv|transunet (default: detect)")
-    parser.add_argument("--spacing", type=float, nargs=3, default=None, metavar=("X", "Y", "Z"), help="voxel spacing in mm for forms that store none")
-    parser.add_argument("--split", default="auto", help="auto | ratio | lists | FILE.json with training/validation/test patient ids")
+    parser.add_argument(
+        "--form", default=None, help="acdc: official|ssl4mis|mtunet; synapse: btcv|transunet (default: detect)"
+    )
+    parser.add_argument(
+        "--spacing",
+        type=float,
+        nargs=3,
+        default=None,
+        metavar=("X", "Y", "Z"),
+        help="voxel spacing in mm for forms that store none",
+    )
+    parser.add_argument(
+        "--split", default="auto", help="auto | ratio | lists | FILE.json with training/validation/test patient ids"
+    )
     parser.add_argument("--ratios", type=float, nargs=3, default=(0.7, 0.1, 0.2), metavar=("TRAIN", "VAL", "TEST"))
     parser.add_argument("--seed", type=int, default=0, help="seed of the ratio split")
     parser.add_argument("--overwrite", action="store_true", help="rewrite cases that are already prepared")
-    parser.add_argument("--skip-bad", action="store_true", help="exit 0 even when some cases failed (they stay in the report)")
+    parser.add_argument(
+        "--skip-bad", action="store_true", help="exit 0 even when some cases failed (they stay in the report)"
+    )
     args = parser.parse_args(argv)
     try:
         report = prepare(

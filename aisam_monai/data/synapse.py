@@ -11,7 +11,17 @@ from pathlib import Path
 
 import numpy as np
 
-from aisam_monai.data.common import CaseError, CaseVolume, SourceCase, read_h5, read_list, read_nifti, read_npz, stack_slices, zhw_volume
+from aisam_monai.data.common import (
+    CaseError,
+    CaseVolume,
+    SourceCase,
+    read_h5,
+    read_list,
+    read_nifti,
+    read_npz,
+    stack_slices,
+    zhw_volume,
+)
 
 __all__ = [
     "SYNAPSE_LABELS",
@@ -120,7 +130,9 @@ def find_btcv(source: Path) -> tuple[list[SourceCase], None]:
             bad = values[(values < 0) | (values > 13) | (values != np.round(values))]
             if bad.size:
                 raise CaseError(label_file, f"label values {bad.tolist()} outside the BTCV class set 0..13")
-            return CaseVolume(image, BTCV_TO_SYNAPSE[lab.astype(np.int64)], affine, str(image_file), str(label_file), notes)
+            return CaseVolume(
+                image, BTCV_TO_SYNAPSE[lab.astype(np.int64)], affine, str(image_file), str(label_file), notes
+            )
 
         return load
 
@@ -137,9 +149,13 @@ def find_btcv(source: Path) -> tuple[list[SourceCase], None]:
     return cases, None
 
 
-
 def _find_lists(source: Path, root: Path) -> Path | None:
-    for d in (source / "lists_Synapse", root / "lists_Synapse", source / "lists" / "lists_Synapse", root.parent / "lists_Synapse"):
+    for d in (
+        source / "lists_Synapse",
+        root / "lists_Synapse",
+        source / "lists" / "lists_Synapse",
+        root.parent / "lists_Synapse",
+    ):
         if d.is_dir():
             return d
     return None
@@ -158,7 +174,11 @@ def find_transunet(source: Path, spacing=DEFAULT_SPACING) -> tuple[list[SourceCa
     for p in (root / "train_npz").glob("*.npz") if (root / "train_npz").is_dir() else []:
         if m := _SLICE.match(p.name):
             slices[m.group(1)][int(m.group(2))] = p
-    vols = {m.group(1): p for p in (root / "test_vol_h5").glob("*.h5") if (m := _VOL.match(p.name))} if (root / "test_vol_h5").is_dir() else {}
+    vols = (
+        {m.group(1): p for p in (root / "test_vol_h5").glob("*.h5") if (m := _VOL.match(p.name))}
+        if (root / "test_vol_h5").is_dir()
+        else {}
+    )
     cases: list[SourceCase] = []
     lists = _find_lists(source, root)
     if lists is not None:
@@ -166,12 +186,22 @@ def find_transunet(source: Path, spacing=DEFAULT_SPACING) -> tuple[list[SourceCa
             for entry in read_list(lists / fname):
                 if not (root / folder / f"{entry}{suffix}").exists():
                     f = root / folder / f"{entry}{suffix}"
-                    cases.append(SourceCase(entry, entry[:8], [str(f)], None, error=CaseError(f, f"listed in {lists / fname} but missing")))
+                    cases.append(
+                        SourceCase(
+                            entry,
+                            entry[:8],
+                            [str(f)],
+                            None,
+                            error=CaseError(f, f"listed in {lists / fname} but missing"),
+                        )
+                    )
 
     def train_loader(num: str):
         def load() -> CaseVolume:
             files = slices[num]
-            image, label = stack_slices({k: read_npz(p, "image") for k, p in files.items()}, {k: str(p) for k, p in files.items()})
+            image, label = stack_slices(
+                {k: read_npz(p, "image") for k, p in files.items()}, {k: str(p) for k, p in files.items()}
+            )
             first = files[min(files)]
             return zhw_volume(image, label, first, first, spacing)
 

@@ -81,7 +81,9 @@ def _write_acdc(out: Path, layout: str, cases: int, seed: int, size: int | None,
             if layout == "acdc":
                 folder = out / ("training" if int(pid[7:]) <= 100 else "testing") / pid
                 affine = np.eye(4)
-                affine[:3, :3] = random_rotation(np.random.default_rng([seed, int(pid[7:])])) * np.array([p.pixel, p.pixel, p.slice_spacing])
+                affine[:3, :3] = random_rotation(np.random.default_rng([seed, int(pid[7:])])) * np.array(
+                    [p.pixel, p.pixel, p.slice_spacing]
+                )
                 affine[:3, 3] = rng.uniform(-150, 150, 3)
                 write_nifti(folder / f"{name}.nii.gz", np.moveaxis(image, 0, -1), affine)
                 write_nifti(folder / f"{name}_gt.nii.gz", np.moveaxis(label, 0, -1), affine)
@@ -108,11 +110,19 @@ def _write_acdc(out: Path, layout: str, cases: int, seed: int, size: int | None,
                         _write_npz(out / sub / rel, img=img11[k], label=label[k])
                         lists[where[pid]].append(rel)
         if layout == "acdc":
-            info = f"ED: 1\nES: {es_frame}\nGroup: NOR\nHeight: {rng.uniform(155, 190):.1f}\nNbFrame: {es_frame + 14}\nWeight: {rng.uniform(55, 95):.1f}\n"
+            info = (
+                f"ED: 1\nES: {es_frame}\nGroup: NOR\nHeight: {rng.uniform(155, 190):.1f}\n"
+                f"NbFrame: {es_frame + 14}\nWeight: {rng.uniform(55, 95):.1f}\n"
+            )
             _write_text(folder / "Info.cfg", info)
         log(f"{pid}: {p.slices} slices of {p.rows}x{p.cols}, {p.pixel:.2f} mm, {p.slice_spacing:.1f} mm apart")
     if layout == "acdc-ssl4mis":
-        for fname, key in (("train.list", "training"), ("train_slices.list", "slices"), ("val.list", "validation"), ("test.list", "test")):
+        for fname, key in (
+            ("train.list", "training"),
+            ("train_slices.list", "slices"),
+            ("val.list", "validation"),
+            ("test.list", "test"),
+        ):
             _write_text(out / fname, "".join(f"{n}\n" for n in lists[key]))
     elif layout == "acdc-mtunet":
         for fname, key in (("train.txt", "training"), ("valid.txt", "validation"), ("test.txt", "test")):
@@ -131,7 +141,9 @@ def synapse_case_ids(cases: int) -> list[str]:
     return order[:cases]
 
 
-def _write_synapse(out: Path, layout: str, cases: int, seed: int, size: int | None, slices: tuple[int, int], log) -> None:
+def _write_synapse(
+    out: Path, layout: str, cases: int, seed: int, size: int | None, slices: tuple[int, int], log
+) -> None:
     rng = np.random.default_rng(seed)
     lists: dict[str, list[str]] = {"train": [], "test": []}
     for num in synapse_case_ids(cases):
@@ -143,7 +155,9 @@ def _write_synapse(out: Path, layout: str, cases: int, seed: int, size: int | No
             affine[:3, 3] = (a.pixel * (a.size - 1) / 2, a.pixel * (a.size - 1) / 2, -a.slice_spacing * a.slices)
             # BTCV arrays are (column, row, slice); the last slice is the most superior
             write_nifti(root / "img" / f"img{num}.nii.gz", np.ascontiguousarray(hu[::-1].transpose(2, 1, 0)), affine)
-            write_nifti(root / "label" / f"label{num}.nii.gz", np.ascontiguousarray(btcv[::-1].transpose(2, 1, 0)), affine)
+            write_nifti(
+                root / "label" / f"label{num}.nii.gz", np.ascontiguousarray(btcv[::-1].transpose(2, 1, 0)), affine
+            )
         else:
             image = np.clip((hu.astype(np.float32) - CT_WINDOW[0]) / (CT_WINDOW[1] - CT_WINDOW[0]), 0, 1)
             label = BTCV_TO_SYNAPSE[btcv]
@@ -152,7 +166,11 @@ def _write_synapse(out: Path, layout: str, cases: int, seed: int, size: int | No
                 lists["test"].append(f"case{num}")
             else:
                 for k in range(image.shape[0]):
-                    _write_npz(out / "train_npz" / f"case{num}_slice{k:03d}.npz", image=image[k], label=label[k].astype(np.float32))
+                    _write_npz(
+                        out / "train_npz" / f"case{num}_slice{k:03d}.npz",
+                        image=image[k],
+                        label=label[k].astype(np.float32),
+                    )
                     lists["train"].append(f"case{num}_slice{k:03d}")
         log(f"case{num}: {a.slices} slices of {a.size}x{a.size}, {a.pixel:.2f} mm, {a.slice_spacing:.1f} mm apart")
     if layout == "synapse-transunet":
@@ -196,7 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cases", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", type=int, default=None, help="ACDC matrix width / Synapse slice size in px")
-    parser.add_argument("--slices", type=int, nargs=2, default=(40, 150), metavar=("LO", "HI"), help="Synapse slice count range")
+    parser.add_argument(
+        "--slices", type=int, nargs=2, default=(40, 150), metavar=("LO", "HI"), help="Synapse slice count range"
+    )
     args = parser.parse_args(argv)
     write_phantoms(args.layout, args.out, args.cases, args.seed, args.size, tuple(args.slices))
     return 0

@@ -73,7 +73,9 @@ class _RandSliceAugmentd(RandomizableTransform, MapTransform, InvertibleTransfor
         for key in self.key_iterator(d):
             x = convert_to_tensor(d[key], track_meta=get_track_meta())
             if x.shape[1:] != shape[1:]:
-                raise ValueError(f"'{key}' spatial shape {tuple(x.shape[1:])} differs from '{first}' {tuple(shape[1:])}.")
+                raise ValueError(
+                    f"'{key}' spatial shape {tuple(x.shape[1:])} differs from '{first}' {tuple(shape[1:])}."
+                )
             if self._do_transform:
                 x = _on_array(x, lambda t: self._forward(t, **self._params))
             if isinstance(x, MetaTensor):
@@ -142,7 +144,12 @@ class RandIntegerRotated(_RandSliceAugmentd):
     """
 
     def __init__(
-        self, keys: KeysCollection, prob: float = 0.5, min_angle: int = -20, max_angle: int = 19, allow_missing_keys: bool = False
+        self,
+        keys: KeysCollection,
+        prob: float = 0.5,
+        min_angle: int = -20,
+        max_angle: int = 19,
+        allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, prob, allow_missing_keys)
         self.min_angle, self.max_angle = int(min_angle), int(max_angle)
@@ -171,7 +178,12 @@ class RandScaleCropd(_RandSliceAugmentd):
     """
 
     def __init__(
-        self, keys: KeysCollection, prob: float = 0.5, min_scale: float = 0.7, max_scale: float = 1.0, allow_missing_keys: bool = False
+        self,
+        keys: KeysCollection,
+        prob: float = 0.5,
+        min_scale: float = 0.7,
+        max_scale: float = 1.0,
+        allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, prob, allow_missing_keys)
         if not 0 < min_scale <= max_scale <= 1:
@@ -182,7 +194,12 @@ class RandScaleCropd(_RandSliceAugmentd):
         h, w = int(shape[0]), int(shape[1])
         ch = max(1, int(self.R.uniform(self.min_scale, self.max_scale) * h))
         cw = max(1, int(self.R.uniform(self.min_scale, self.max_scale) * w))
-        return {"top": int(self.R.randint(0, h - ch + 1)), "left": int(self.R.randint(0, w - cw + 1)), "size": (ch, cw), "orig": (h, w)}
+        return {
+            "top": int(self.R.randint(0, h - ch + 1)),
+            "left": int(self.R.randint(0, w - cw + 1)),
+            "size": (ch, cw),
+            "orig": (h, w),
+        }
 
     def _forward(self, x, top, left, size, orig):
         return x[:, top : top + size[0], left : left + size[1]]

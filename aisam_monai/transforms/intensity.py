@@ -27,7 +27,11 @@ class SAMNormalized(NormalizeIntensityd):
 
     def __init__(self, keys: KeysCollection = "image", allow_missing_keys: bool = False) -> None:
         super().__init__(
-            keys, subtrahend=SAM_PIXEL_MEAN, divisor=SAM_PIXEL_STD, channel_wise=True, allow_missing_keys=allow_missing_keys
+            keys,
+            subtrahend=SAM_PIXEL_MEAN,
+            divisor=SAM_PIXEL_STD,
+            channel_wise=True,
+            allow_missing_keys=allow_missing_keys,
         )
 
 

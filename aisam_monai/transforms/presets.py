@@ -89,14 +89,23 @@ def train_transforms(
     chain += [
         intensity_transform(intensity, "image"),
         EnsureTyped(keys, dtype=None, track_meta=True),
-        RandSliceSampled(keys, "label", spatial_axis=slice_axis, num_samples=slices_per_volume, foreground_prob=foreground_prob),
+        RandSliceSampled(
+            keys, "label", spatial_axis=slice_axis, num_samples=slices_per_volume, foreground_prob=foreground_prob
+        ),
     ]
     if augment:
-        chain += [RandRot90Flipd(keys, prob=aug_prob), RandIntegerRotated(keys, prob=aug_prob), RandScaleCropd(keys, prob=aug_prob)]
+        chain += [
+            RandRot90Flipd(keys, prob=aug_prob),
+            RandIntegerRotated(keys, prob=aug_prob),
+            RandScaleCropd(keys, prob=aug_prob),
+        ]
     chain.append(Resized(keys, spatial_size=(image_size, image_size), mode=("bilinear", "nearest")))
     if lowres_label:
         low = image_size // 4
-        chain += [CopyItemsd("label", names="label_lowres"), Resized("label_lowres", spatial_size=(low, low), mode="nearest-exact")]
+        chain += [
+            CopyItemsd("label", names="label_lowres"),
+            Resized("label_lowres", spatial_size=(low, low), mode="nearest-exact"),
+        ]
     chain.append(RepeatChanneld("image", repeats=3))
     if sam_normalize:
         chain.append(SAMNormalized("image"))

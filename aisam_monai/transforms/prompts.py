@@ -40,7 +40,9 @@ class _LabelTargetd(MapTransform):
     def _slices(self, d: Mapping) -> tuple[torch.Tensor, bool]:
         lab, volume = _as_slices(d[self.label_key], self.label_key)
         if lab.numel() and (lab.min() < 0 or lab.max() >= self.num_classes):
-            raise ValueError(f"'{self.label_key}' values must lie in 0..{self.num_classes - 1}, got {lab.min()}..{lab.max()}.")
+            raise ValueError(
+                f"'{self.label_key}' values must lie in 0..{self.num_classes - 1}, got {lab.min()}..{lab.max()}."
+            )
         return lab, volume
 
 

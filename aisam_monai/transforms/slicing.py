@@ -48,7 +48,9 @@ class RandSliceSampled(Randomizable, MapTransform):
         if spatial_axis not in (0, 1, 2):
             raise ValueError(f"spatial_axis must be 0, 1 or 2, got {spatial_axis}.")
         if num_samples < 1 or not 0.0 <= foreground_prob <= 1.0:
-            raise ValueError(f"need num_samples >= 1 and foreground_prob in [0, 1], got {num_samples}, {foreground_prob}.")
+            raise ValueError(
+                f"need num_samples >= 1 and foreground_prob in [0, 1], got {num_samples}, {foreground_prob}."
+            )
         self.label_key = label_key
         self.spatial_axis = spatial_axis
         self.num_samples = num_samples

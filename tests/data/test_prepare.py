@@ -61,7 +61,9 @@ class _TmpCase(unittest.TestCase):
             for item in dl[k]:
                 self.assertFalse(os.path.isabs(item["image"]))
         # MONAI reads it as a decathlon datalist
-        self.assertEqual(len(load_decathlon_datalist(str(out / "datalist.json"), True, "training", str(out))), len(dl["training"]))
+        self.assertEqual(
+            len(load_decathlon_datalist(str(out / "datalist.json"), True, "training", str(out))), len(dl["training"])
+        )
         return dl
 
 
@@ -94,19 +96,26 @@ class TestACDCRoundTrip(_TmpCase):
     def test_ssl4mis(self):
         src, out = self.tmp / "src", self.tmp / "out"
         write_phantoms("acdc-ssl4mis", src, cases=5, seed=4, size=40, log=_quiet)
-        self.assertFalse(any((src / "data").glob("patient001_*.h5")) and any((src / "data" / "slices").glob("patient001_*")))
+        self.assertFalse(
+            any((src / "data").glob("patient001_*.h5")) and any((src / "data" / "slices").glob("patient001_*"))
+        )
         report = prepare("acdc", src, out, spacing=(1.4, 1.4, 8.0), log=_quiet)
         self.assertTrue(report["ok"], report["failed"])
         dl = self.check_datalist(out, 10, acdc.ACDC_LABELS)
         self.assertEqual(dl["source"]["form"], "ssl4mis")
         self.assertEqual(dl["intensity"], {"kind": "range", "a_min": 0.0, "a_max": 1.0})
-        lists = {k: sorted({n.split("_")[0] for n in (src / f).read_text().split()}) for k, f in (("training", "train.list"), ("validation", "val.list"), ("test", "test.list"))}
+        lists = {
+            k: sorted({n.split("_")[0] for n in (src / f).read_text().split()})
+            for k, f in (("training", "train.list"), ("validation", "val.list"), ("test", "test.list"))
+        }
         for k, v in lists.items():
             self.assertEqual(dl["split"][k], v)  # the lists' split is kept
         for item in dl["training"] + dl["test"]:
             name = f"{item['patient']}_frame{item['frame']:02d}"
             if item in dl["training"]:  # rebuilt from slices in slice-index order
-                files = sorted((src / "data" / "slices").glob(f"{name}_slice_*.h5"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+                files = sorted(
+                    (src / "data" / "slices").glob(f"{name}_slice_*.h5"), key=lambda p: int(p.stem.rsplit("_", 1)[1])
+                )
                 ref = [h5py.File(f, "r") for f in files]
                 ref_img, ref_lab = np.stack([r["image"][()] for r in ref]), np.stack([r["label"][()] for r in ref])
             else:

@@ -18,7 +18,11 @@ from aisam_monai.data.synthetic import main, synapse_case_ids, write_phantoms
 
 
 def _digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 class TestSynthetic(unittest.TestCase):
@@ -32,7 +36,23 @@ class TestSynthetic(unittest.TestCase):
         for layout in ("acdc-mtunet", "synapse-transunet"):
             a, b, c = self.tmp / f"{layout}a", self.tmp / f"{layout}b", self.tmp / f"{layout}c"
             for out, seed in ((a, 1), (b, 1), (c, 2)):
-                main(["--layout", layout, "--out", str(out), "--cases", "2", "--seed", str(seed), "--size", "24", "--slices", "4", "5"])
+                main(
+                    [
+                        "--layout",
+                        layout,
+                        "--out",
+                        str(out),
+                        "--cases",
+                        "2",
+                        "--seed",
+                        str(seed),
+                        "--size",
+                        "24",
+                        "--slices",
+                        "4",
+                        "5",
+                    ]
+                )
             self.assertEqual(_digest(a), _digest(b))
             self.assertNotEqual(_digest(a), _digest(c))
 

@@ -62,12 +62,18 @@ class TestAugment(unittest.TestCase):
             elif isinstance(xf, RandScaleCropd):
                 p = xf._params
                 t, l, (ch, cw) = p["top"], p["left"], p["size"]
-                np.testing.assert_array_equal(back["label"][:, t : t + ch, l : l + cw], item["label"][:, t : t + ch, l : l + cw])
+                np.testing.assert_array_equal(
+                    back["label"][:, t : t + ch, l : l + cw], item["label"][:, t : t + ch, l : l + cw]
+                )
             else:
                 self.assertGreater(same, 0.97)
 
     def test_parameter_ranges(self):
-        rot, ang, crop = RandRot90Flipd(KEYS, prob=1.0), RandIntegerRotated(KEYS, prob=1.0), RandScaleCropd(KEYS, prob=1.0)
+        rot, ang, crop = (
+            RandRot90Flipd(KEYS, prob=1.0),
+            RandIntegerRotated(KEYS, prob=1.0),
+            RandScaleCropd(KEYS, prob=1.0),
+        )
         for xf in (rot, ang, crop):
             xf.set_random_state(0)
         ks, axes, angles, fracs = set(), set(), set(), []
@@ -106,7 +112,11 @@ class TestAugment(unittest.TestCase):
     def test_inverse_through_compose_with_resize(self):
         keys = ["image", "label"]
         chain = Compose(
-            [RandRot90Flipd(keys, prob=1.0), RandScaleCropd(keys, prob=1.0), Resized(keys, (64, 64), mode=("bilinear", "nearest"))]
+            [
+                RandRot90Flipd(keys, prob=1.0),
+                RandScaleCropd(keys, prob=1.0),
+                Resized(keys, (64, 64), mode=("bilinear", "nearest")),
+            ]
         )
         chain.set_random_state(3)
         item = _shape_item()

@@ -36,7 +36,9 @@ class TestIntensity(unittest.TestCase):
         x = torch.tensor([[-1000.0, -125.0, 75.0, 275.0, 900.0]])
         ct = intensity_transform({"kind": "ct_window", "a_min": -125, "a_max": 275})({"image": x})["image"]
         torch.testing.assert_close(ct, torch.tensor([[0.0, 0.0, 0.5, 1.0, 1.0]]))
-        r = intensity_transform({"kind": "range", "a_min": -1, "a_max": 1})({"image": torch.tensor([[-1.0, 0.0, 1.0]])})["image"]
+        r = intensity_transform({"kind": "range", "a_min": -1, "a_max": 1})(
+            {"image": torch.tensor([[-1.0, 0.0, 1.0]])}
+        )["image"]
         torch.testing.assert_close(r, torch.tensor([[0.0, 0.5, 1.0]]))
         v = torch.arange(1001.0)[None]
         pv = intensity_transform({"kind": "per_volume", "lower": 1, "upper": 99})({"image": v})["image"]
@@ -58,7 +60,11 @@ class TestSliceSampling(unittest.TestCase):
         vol = torch.arange(6 * 5 * 8, dtype=torch.float32).reshape(1, 6, 5, 8)
         lab = torch.zeros(1, 6, 5, 8)
         lab[0, 2, 2, [1, 6]] = 2
-        item = {"image": MetaTensor(vol, affine=torch.diag(torch.tensor([2.0, 3.0, 4.0, 1.0]))), "label": MetaTensor(lab), "case": "x"}
+        item = {
+            "image": MetaTensor(vol, affine=torch.diag(torch.tensor([2.0, 3.0, 4.0, 1.0]))),
+            "label": MetaTensor(lab),
+            "case": "x",
+        }
         xf = RandSliceSampled(["image", "label"], "label", num_samples=40, foreground_prob=1.0)
         xf.set_random_state(0)
         out = xf(item)
@@ -92,7 +98,9 @@ class TestPresets(unittest.TestCase):
         return load_decathlon_datalist(str(self.datalist), True, split, str(self.tmp / "prep"))
 
     def test_train(self):
-        chain = train_transforms(32, 4, self.meta["intensity"], slices_per_volume=3, lowres_label=True, num_points=2, boxes=True)
+        chain = train_transforms(
+            32, 4, self.meta["intensity"], slices_per_volume=3, lowres_label=True, num_points=2, boxes=True
+        )
         chain.set_random_state(0)
         out = chain(self.items("training")[0])
         self.assertEqual(len(out), 3)
@@ -129,7 +137,9 @@ class TestPresets(unittest.TestCase):
         pre = inference_transforms(self.meta["intensity"], orientation="RAS")
         d = pre(item)
         self.assertFalse(np.allclose(d["image"].affine.numpy(), ref.affine, atol=1e-3))  # reoriented
-        pred = MetaTensor((d["image"] > 0.5).to(torch.uint8), meta=d["image"].meta, applied_operations=d["image"].applied_operations)
+        pred = MetaTensor(
+            (d["image"] > 0.5).to(torch.uint8), meta=d["image"].meta, applied_operations=d["image"].applied_operations
+        )
         d["pred"] = pred
         inv = Invertd(keys="pred", transform=pre, orig_keys="image", nearest_interp=True)(d)
         np.testing.assert_array_equal(inv["pred"].shape[1:], ref.shape)
@@ -139,7 +149,9 @@ class TestPresets(unittest.TestCase):
         self.assertEqual(saved.shape, ref.shape)
         np.testing.assert_allclose(saved.affine, ref.affine, atol=1e-4)
         # the prediction lines up with the input voxels: recompute it on the raw grid
-        raw = intensity_transform(self.meta["intensity"])({"image": torch.as_tensor(np.asarray(ref.dataobj, np.float32))[None]})["image"]
+        raw = intensity_transform(self.meta["intensity"])(
+            {"image": torch.as_tensor(np.asarray(ref.dataobj, np.float32))[None]}
+        )["image"]
         np.testing.assert_array_equal(np.asarray(saved.dataobj), (raw[0] > 0.5).numpy().astype(np.uint8))
 
 

@@ -41,7 +41,10 @@ class TestPrompts(unittest.TestCase):
             m = lab[0] == c
             x1, y1, x2, y2 = boxes[c].tolist()
             self.assertTrue(((cols[m] >= x1) & (cols[m] <= x2) & (rows[m] >= y1) & (rows[m] <= y2)).all())
-            self.assertEqual((cols[m].min().item(), rows[m].min().item(), cols[m].max().item(), rows[m].max().item()), (x1, y1, x2, y2))
+            self.assertEqual(
+                (cols[m].min().item(), rows[m].min().item(), cols[m].max().item(), rows[m].max().item()),
+                (x1, y1, x2, y2),
+            )
 
     def test_points_inside_their_class(self):
         xf = RandLabelPointsd("label", 4, num_points=5)
