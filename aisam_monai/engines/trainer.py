@@ -29,7 +29,7 @@ class AISAMTrainer(SupervisedTrainer):
         amp_dtype: autocast dtype on CUDA.
     """
 
-    def __init__(self, *args, presence_key: str | None = "presence", amp_dtype: torch.dtype = torch.bfloat16, **kwargs) -> None:
+    def __init__(self, *args, presence_key: str | None = "multi_hot", amp_dtype: torch.dtype = torch.bfloat16, **kwargs) -> None:
         kwargs.setdefault("decollate", False)
         amp = kwargs.pop("amp", False)
         super().__init__(*args, **kwargs)  # MONAI's amp path (float16 + gradient scaler) stays off
