@@ -240,14 +240,15 @@ def abdomen_case(rng: np.random.Generator, size: int = 512, slices: tuple[int, i
     spacing = float(rng.choice([2.5, 3.0, 3.0, 5.0]))
     extent = rng.uniform(200, 330)
     nz = int(np.clip(round(extent / spacing), *slices))
+    half_width = pixel * size * rng.uniform(0.39, 0.46)  # the field of view is fitted to the patient
     return AbdomenCase(
         size=size,
         pixel=float(pixel),
         slices=nz,
         slice_spacing=spacing,
-        body=(float(rng.uniform(140, 175)), float(rng.uniform(100, 130))),
+        body=(float(half_width), float(half_width * rng.uniform(0.68, 0.8))),
         shift=(float(rng.uniform(-10, 10)), float(rng.uniform(-8, 8)), float(rng.uniform(-30, 10))),
-        scale=float(rng.uniform(0.88, 1.12)),
+        scale=float(np.clip(half_width / 160 * rng.uniform(0.95, 1.05), 0.8, 1.25)),
         gallbladder=bool(rng.random() < 0.85),
         noise=float(rng.uniform(8, 18)),
         seed=int(rng.integers(2**31)),
@@ -309,7 +310,7 @@ def _abdomen_chunk(a: AbdomenCase, zs: np.ndarray, rng: np.random.Generator) -> 
     hu = np.where(np.hypot(x / 6, (y - vy - 35) / 14) < 1, 550.0, hu)
     # ribs in the upper half: short cortical arcs near the body wall
     rib_ang = np.arctan2(y / bh, x / bw)
-    ribs = (np.abs(body_r - 0.85) < 0.018) & (np.cos(11 * rib_ang + 0.015 * z) > 0.88) & (oz < 150 * k) & (y < 60)
+    ribs = (np.abs(body_r - 0.855) < 0.016) & (np.cos(11 * rib_ang + 0.015 * z) > 0.9) & (oz < 150 * k) & (y < 60)
     hu = np.where(ribs, 600.0, hu)
 
     def paint(mask, value, label_value):
