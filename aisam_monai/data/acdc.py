@@ -223,10 +223,18 @@ def find_ssl4mis(source: Path, spacing=DEFAULT_SPACING) -> tuple[list[SourceCase
             )
     lists = {}
     for key, fname in (("training", "train.list"), ("validation", "val.list"), ("test", "test.list")):
-        entries = read_list(root / fname)
-        if key == "training" and not entries:
-            entries = read_list(root / "train_slices.list")
+        entries = read_list(root / fname) or (read_list(root / "train_slices.list") if key == "training" else [])
         lists[key] = sorted({e.split("_")[0] for e in entries})
+    for fname in ("train.list", "train_slices.list", "val.list", "test.list"):
+        for entry in read_list(root / fname):  # a listed volume or slice must exist
+            m = _SSL_SLICE.match(f"{entry}.h5")
+            missing = (
+                (m.group(1) not in slices or int(m.group(2)) not in slices[m.group(1)]) if m else entry not in names
+            )
+            if missing:
+                f = data / "slices" / f"{entry}.h5" if m else data / f"{entry}.h5"
+                error = CaseError(f, f"listed in {root / fname} but missing")
+                cases.append(SourceCase(entry, entry.split("_")[0], [str(f)], None, error=error))
     split = lists | {"method": f"SSL4MIS lists in {root}"} if any(lists.values()) else None
     return cases, split
 

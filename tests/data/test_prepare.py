@@ -147,6 +147,14 @@ class TestACDCRoundTrip(_TmpCase):
             with np.load(src / "train" / f"{case}_{k}.npz") as f:
                 np.testing.assert_array_equal(d["label"][0, :, :, k].numpy(), f["label"])
 
+    def test_official_testing_folder(self):
+        src, out = self.tmp / "src", self.tmp / "out"
+        write_phantoms("acdc", src, cases=3, seed=12, size=24, log=_quiet)
+        (src / "testing").mkdir()
+        (src / "training" / "patient003").rename(src / "testing" / "patient003")
+        report = prepare("acdc", src, out, log=_quiet)
+        self.assertEqual(len(report["written"]), 6)
+
     def test_ratio_split_by_patient(self):
         src, out = self.tmp / "src", self.tmp / "out"
         write_phantoms("acdc", src, cases=10, seed=6, size=24, log=_quiet)
@@ -263,9 +271,14 @@ class TestBadInput(_TmpCase):
         write_phantoms("acdc-ssl4mis", src2, cases=3, seed=11, size=24, log=_quiet)
         victim = sorted((src2 / "data" / "slices").glob("*_slice_1.h5"))[0]
         victim.unlink()
+        gone = sorted((src2 / "data").glob("*.h5"))[0]
+        gone.unlink()
         report = prepare("acdc", src2, out2, log=_quiet)
-        self.assertEqual(len(report["failed"]), 1)
-        self.assertIn("slice indices [1] missing", report["failed"][0]["reason"])
+        reasons = {f["file"]: f["reason"] for f in report["failed"]}
+        self.assertEqual(len(reasons), 3, reasons)
+        self.assertTrue(any("slice indices [1] missing" in r for r in reasons.values()))
+        self.assertIn("but missing", reasons[str(victim)])  # listed in train_slices.list
+        self.assertIn("but missing", reasons[str(gone)])  # listed in val.list or test.list
 
     def test_pixdim_wins_over_sform(self):
         src, out = self.tmp / "src", self.tmp / "out"
