@@ -1,0 +1,224 @@
+# Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
+
+"""The ``aisam`` command: automatic segmentation, refinement with edits, and figures of NIfTI volumes.
+
+::
+
+    aisam segment IN.nii.gz --bundle bundles/acdc [--checkpoint model.pt] --out OUT.nii.gz [--points-out points.json]
+    aisam refine IN.nii.gz --bundle bundles/acdc [--checkpoint model.pt] --edits edits.json --out OUT.nii.gz
+                 [--seg OUT.nii.gz] [--points-out refined_points.json]
+    aisam show IN.nii.gz --seg OUT.nii.gz [--points points.json] [--slices 3 5 7] --out fig.png
+
+The model comes from a bundle folder (``--bundle``) or a config file of AISAM arguments or a bundle config
+(``--config``), with ``--checkpoint``. Segmentations are written as uint8 NIfTI with the input's shape and affine;
+every output is written atomically. See ``docs/interactive.md`` and
+:mod:`aisam_monai.interactive.edit_file` for the file formats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+import nibabel as nib
+import numpy as np
+import torch
+import yaml
+
+from aisam_monai.data.common import atomic_write_json, write_nifti
+from aisam_monai.interactive.edit_file import prompts_record, read_edits, slice_points_from_record
+from aisam_monai.interactive.predictor import MODES, AISAMPredictor
+from aisam_monai.visualize import plot_slices
+from aisam_monai.workflows import check_volume_file
+
+__all__ = ["main", "build_parser"]
+
+
+def _override(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}.")
+    return key, yaml.safe_load(value)
+
+
+def _model_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    source = group.add_mutually_exclusive_group(required=True)
+    source.add_argument("--bundle", help="bundle folder, e.g. bundles/acdc")
+    source.add_argument("--config", help="YAML/JSON file of AISAM arguments, or a bundle config with network_def")
+    group.add_argument("--checkpoint", help="model weights (default with --bundle: its config's checkpoint entry)")
+    group.add_argument("--override", type=_override, action="append", default=[], metavar="KEY=VALUE",
+                       help="bundle config override, e.g. image_size=256 (repeatable)")
+    group.add_argument("--mode", choices=MODES, default=None,
+                       help="how edited points are used (default: generalized, or the edits file's mode)")
+    group.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    group.add_argument("--batch-size", type=int, default=8, help="slices per model call")
+    group.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``aisam`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="aisam", description="Automatic and interactive AI-SAM segmentation of NIfTI volumes."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    seg = sub.add_parser("segment", help="automatic segmentation of a volume")
+    seg.add_argument("image", help="input volume (NIfTI)")
+    _model_arguments(seg)
+    seg.add_argument("--out", required=True, help="output segmentation (.nii.gz)")
+    seg.add_argument("--points-out", help="write the generated points and class presence as JSON")
+
+    ref = sub.add_parser("refine", help="segmentation with edits (points, boxes, present classes)")
+    ref.add_argument("image", help="input volume (NIfTI)")
+    _model_arguments(ref)
+    ref.add_argument("--edits", required=True, help="edits JSON file")
+    ref.add_argument("--out", required=True, help="output segmentation (.nii.gz)")
+    ref.add_argument("--seg", help="earlier automatic segmentation: only the slices the edits touch are recomputed")
+    ref.add_argument("--points-out", help="write the points (with the edited slices' prompts) as JSON")
+
+    show = sub.add_parser("show", help="figure of slices with segmentation and points")
+    show.add_argument("image", help="input volume (NIfTI)")
+    show.add_argument("--seg", help="segmentation to overlay (.nii.gz)")
+    show.add_argument("--label", help="ground truth to show above the segmentation (.nii.gz)")
+    show.add_argument("--points", help="points JSON written by segment/refine or by a bundle")
+    show.add_argument("--slices", type=int, nargs="+", help="slice indices (default: up to 4 with foreground)")
+    show.add_argument("--class-names", nargs="+", help="class names, background first (default: from --points)")
+    show.add_argument("--out", required=True, help="output figure (.png, .pdf, .svg)")
+    return parser
+
+
+def _predictor(args: argparse.Namespace):
+    kwargs = {"device": args.device, "batch_size": args.batch_size, "progress": not args.no_progress}
+    if args.mode is not None:
+        kwargs["mode"] = args.mode
+    if args.bundle:
+        return AISAMPredictor.from_bundle(args.bundle, args.checkpoint, overrides=dict(args.override), **kwargs)
+    if not args.checkpoint:
+        raise ValueError("--config needs --checkpoint.")
+    return AISAMPredictor.from_checkpoint(args.checkpoint, args.config, **kwargs)
+
+
+def _write_seg(path: str, labels, image_path: str) -> None:
+    """Write ``labels`` as uint8 NIfTI with the shape and affine of ``image_path``."""
+    ref = nib.load(image_path)
+    array = np.asarray(labels, dtype=np.uint8).reshape(ref.shape)
+    write_nifti(path, array, ref.affine)
+
+
+def _segment(args: argparse.Namespace) -> None:
+    predictor = _predictor(args)
+    predictor.set_volume(args.image)
+    _write_seg(args.out, predictor.predict_volume(), args.image)
+    print(f"wrote {args.out}")
+    if args.points_out:
+        atomic_write_json(args.points_out, prompts_record(predictor, args.image))
+        print(f"wrote {args.points_out}")
+
+
+def _refine(args: argparse.Namespace) -> None:
+    predictor = _predictor(args)
+    previous = None
+    if args.seg:
+        previous = _read_volume(args.seg, "--seg")
+        expected = nib.load(args.image).shape
+        if previous.shape[:3] != expected[:3]:
+            raise ValueError(f"{args.seg}: shape {previous.shape} differs from the input's {expected}.")
+    predictor.set_volume(args.image)
+    mode, edits = read_edits(args.edits, predictor)
+    if mode is not None and args.mode is None:
+        predictor.mode = mode
+    changed = predictor.apply_edits(edits)
+    if previous is None:
+        labels = predictor.predict_volume()
+    else:
+        labels = torch.as_tensor(np.asarray(previous).reshape(predictor.shape).astype(np.int64))
+        for z in changed:
+            labels[..., z] = predictor.predict(z).labels
+    _write_seg(args.out, labels, args.image)
+    print(f"wrote {args.out} ({len(changed)} slices changed by the edits)")
+    if args.points_out:
+        atomic_write_json(args.points_out, prompts_record(predictor, args.image))
+        print(f"wrote {args.points_out}")
+
+
+def _read_volume(path: str, what: str) -> np.ndarray:
+    try:
+        check_volume_file(path)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{what}: {e}") from e
+    return np.asanyarray(nib.load(path).dataobj)
+
+
+def _show(args: argparse.Namespace) -> None:
+    image = _read_volume(args.image, "image")
+    image = image.reshape(image.shape[:3])
+    volumes = {}
+    for name in ("seg", "label"):
+        path = getattr(args, name)
+        if path:
+            vol = _read_volume(path, f"--{name}")
+            if vol.shape[:3] != image.shape:
+                raise ValueError(f"{path}: shape {vol.shape} differs from the image's {image.shape}.")
+            volumes[name] = vol.reshape(image.shape).astype(np.int64)
+    record = None
+    if args.points:
+        if not os.path.isfile(args.points):
+            raise FileNotFoundError(f"{args.points}: points file not found.")
+        try:
+            with open(args.points) as f:
+                record = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{args.points}: not valid JSON ({e}).") from e
+        if not (isinstance(record, dict) and all(isinstance(record.get(k), list) for k in ("classes", "slices"))):
+            raise ValueError(f"{args.points}: not a points file of aisam or of a bundle (no classes and slices lists).")
+    depth = image.shape[2]
+    slices = args.slices
+    if slices is None:
+        ref = volumes.get("seg", volumes.get("label"))
+        candidates = np.flatnonzero(ref.reshape(-1, depth).any(0)) if ref is not None else np.arange(depth)
+        candidates = candidates if len(candidates) else np.arange(depth)
+        picks = np.linspace(0, len(candidates) - 1, min(4, len(candidates))).round().astype(int)
+        slices = sorted({int(candidates[i]) for i in picks})
+    for z in slices:
+        if not 0 <= z < depth:
+            raise ValueError(f"slice {z} does not exist; {args.image} has slices 0..{depth - 1}.")
+    names = args.class_names or (record["classes"] if record else None)
+    if names is None:
+        top = max([1] + [int(v.max()) for v in volumes.values()])
+        names = ["background"] + [f"class {c}" for c in range(1, top + 1)]
+    points = point_labels = None
+    if record is not None:
+        pairs = [slice_points_from_record(record, z) for z in slices]
+        points, point_labels = [p for p, _ in pairs], [lab for _, lab in pairs]
+    plot_slices(
+        [image[..., z] for z in slices],
+        labels=[volumes["label"][..., z] for z in slices] if "label" in volumes else None,
+        preds=[volumes["seg"][..., z] for z in slices] if "seg" in volumes else None,
+        points=points,
+        point_labels=point_labels,
+        class_names=names,
+        titles=[f"slice {z}" for z in slices],
+        out_path=args.out,
+    )
+    print(f"wrote {args.out}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``aisam`` console script; returns the exit status (2 with a one-line error)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = {"segment": _segment, "refine": _refine, "show": _show}[args.command]
+    try:
+        command(args)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"aisam {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
