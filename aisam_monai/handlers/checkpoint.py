@@ -15,7 +15,14 @@ from monai.handlers import CheckpointLoader, CheckpointSaver
 
 __all__ = ["check_checkpoint", "find_last_checkpoint", "CheckedCheckpointLoader", "ResumeHandler"]
 
+_LOGGER = logging.getLogger("aisam_monai.inputs")
 _EPOCH = re.compile(r"checkpoint_epoch=(\d+)\.pt$")
+
+
+def _reported(error: Exception) -> Exception:
+    """Log ``error`` as one ERROR line (visible above the config parser's traceback) and return it for raising."""
+    _LOGGER.error(str(error))
+    return error
 
 
 def _model_state(obj: dict, key: str | None) -> dict:
@@ -40,22 +47,24 @@ def check_checkpoint(path: str, network: torch.nn.Module, key: str | None = "mod
         ValueError: a shape mismatch (naming the class count when that is the difference) or missing keys.
     """
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: checkpoint file not found.")
+        raise _reported(FileNotFoundError(f"{path}: checkpoint file not found."))
     model = network.module if isinstance(network, torch.nn.parallel.DistributedDataParallel) else network
     state = _model_state(torch.load(path, map_location="cpu", weights_only=True), key)
     expected = model.state_dict()
     num_classes = getattr(model, "num_classes", None)
     for name, value in expected.items():
         if name not in state:
-            raise ValueError(f"{path}: checkpoint has no parameter {name!r}; it was saved from another network.")
+            raise _reported(ValueError(f"{path}: checkpoint has no parameter {name!r}; it was saved from another network."))
         found = tuple(state[name].shape)
         if found != tuple(value.shape):
             if num_classes is not None and len(found) == value.ndim and found[0] != num_classes == value.shape[0]:
-                raise ValueError(
-                    f"{path}: checkpoint is for {found[0]} classes but the network has num_classes={num_classes} "
-                    f"({name}: {found} vs {tuple(value.shape)})."
+                raise _reported(
+                    ValueError(
+                        f"{path}: checkpoint is for {found[0]} classes but the network has num_classes={num_classes} "
+                        f"({name}: {found} vs {tuple(value.shape)})."
+                    )
                 )
-            raise ValueError(f"{path}: parameter {name} has shape {found}, the network expects {tuple(value.shape)}.")
+            raise _reported(ValueError(f"{path}: parameter {name} has shape {found}, the network expects {tuple(value.shape)}."))
 
 
 def find_last_checkpoint(folder: str) -> str | None:

@@ -222,8 +222,8 @@ class SliceVolumeInferer(Inferer):
                     user["points"] = torch.cat([kwargs["points"], user["points"]], 2)
                     user["point_labels"] = torch.cat([kwargs["point_labels"], user["point_labels"]], 2)
                 kwargs.update(user)
-            with torch.no_grad():
-                out = network(image, **kwargs)
+            with torch.no_grad():  # the unwrapped module: DDP's forward would sync buffers across ranks per call
+                out = model(image, **kwargs)
             class_labels = kwargs.get("class_labels")
             labels_low = model.predict_labels(out, gate=self.gate, threshold=self.threshold, class_labels=class_labels)
             pred_low[..., index] = labels_low[:, 0].permute(1, 2, 0)

@@ -4,24 +4,39 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import nibabel as nib
 from monai.data import load_decathlon_datalist
 
-__all__ = ["DATALIST_NAME", "load_datalist", "dataset_info", "inference_items", "check_volume_file"]
+__all__ = [
+    "DATALIST_NAME",
+    "load_datalist",
+    "dataset_info",
+    "dataset_intensity",
+    "inference_items",
+    "check_volume_file",
+]
 
 DATALIST_NAME = "datalist.json"
+_LOGGER = logging.getLogger("aisam_monai.inputs")
 _PREPARE_HINT = "prepare it with `python -m aisam_monai.data.prepare` or run `python -m aisam_monai.quickstart`"
+
+
+def _reported(error: Exception) -> Exception:
+    """Log ``error`` as one ERROR line (visible above the config parser's traceback) and return it for raising."""
+    _LOGGER.error(str(error))
+    return error
 
 
 def _datalist_path(dataset_dir: str) -> str:
     if not os.path.isdir(dataset_dir):
-        raise FileNotFoundError(f"{dataset_dir}: dataset folder not found; {_PREPARE_HINT}.")
+        raise _reported(FileNotFoundError(f"{dataset_dir}: dataset folder not found; {_PREPARE_HINT}."))
     path = os.path.join(dataset_dir, DATALIST_NAME)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no {DATALIST_NAME} in the dataset folder; {_PREPARE_HINT}.")
+        raise _reported(FileNotFoundError(f"{path}: no {DATALIST_NAME} in the dataset folder; {_PREPARE_HINT}."))
     return path
 
 
@@ -30,6 +45,14 @@ def dataset_info(dataset_dir: str) -> dict:
     with open(_datalist_path(dataset_dir)) as f:
         content = json.load(f)
     return {k: v for k, v in content.items() if not isinstance(v, list)}
+
+
+def dataset_intensity(dataset_dir: str, default: Mapping) -> dict:
+    """The datalist's ``intensity`` entry when ``dataset_dir`` holds a datalist (the mapping used in training),
+    else ``default`` (inference on files without a prepared dataset)."""
+    if os.path.isfile(os.path.join(dataset_dir, DATALIST_NAME)):
+        return dict(dataset_info(dataset_dir).get("intensity", default))
+    return dict(default)
 
 
 def load_datalist(
@@ -54,32 +77,33 @@ def load_datalist(
     path = _datalist_path(dataset_dir)
     info = dataset_info(dataset_dir)
     if num_classes is not None and info.get("num_classes", num_classes) != num_classes:
-        raise ValueError(f"{path}: the dataset has {info['num_classes']} classes, the bundle expects {num_classes}.")
+        raise _reported(ValueError(f"{path}: the dataset has {info['num_classes']} classes, the bundle expects {num_classes}."))
+    with open(path) as f:
+        content = json.load(f)
     items = {}
     for name in dict.fromkeys([split, *check_splits]):
-        try:
-            items[name] = load_decathlon_datalist(path, is_segmentation=True, data_list_key=name, base_dir=dataset_dir)
-        except ValueError as e:
-            raise ValueError(f"{path}: no {name!r} list ({e}).") from e
-        if not items[name]:
-            raise ValueError(f"{path}: the {name!r} list is empty.")
+        if not isinstance(content.get(name), list):
+            raise _reported(ValueError(f"{path}: no {name!r} list."))
+        if not content[name]:
+            raise _reported(ValueError(f"{path}: the {name!r} list is empty."))
+        items[name] = load_decathlon_datalist(path, is_segmentation=True, data_list_key=name, base_dir=dataset_dir)
         for item in items[name]:
             for key in ("image", "label"):
                 if key in item and not os.path.isfile(item[key]):
-                    raise FileNotFoundError(f"{item[key]}: listed in {path} ({name}) but missing.")
+                    raise _reported(FileNotFoundError(f"{item[key]}: listed in {path} ({name}) but missing."))
     return items[split]
 
 
 def check_volume_file(path: str) -> None:
     """Raise one line unless ``path`` is a readable 3D image (a trailing singleton 4th axis is accepted)."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: input image not found.")
+        raise _reported(FileNotFoundError(f"{path}: input image not found."))
     try:
         shape = nib.load(path).shape
     except Exception as e:  # nibabel raises many types for unreadable files
-        raise ValueError(f"{path}: not a readable NIfTI image ({type(e).__name__}).") from e
+        raise _reported(ValueError(f"{path}: not a readable NIfTI image ({type(e).__name__}).")) from e
     if not (len(shape) == 3 or (len(shape) == 4 and shape[3] == 1)):
-        raise ValueError(f"{path}: expected a 3D volume (H, W, D), got shape {tuple(shape)}.")
+        raise _reported(ValueError(f"{path}: expected a 3D volume (H, W, D), got shape {tuple(shape)}."))
 
 
 def inference_items(dataset_dir: str, input_image: str | Sequence[str] | None = None, split: str = "test") -> list[dict]:

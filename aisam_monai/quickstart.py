@@ -1,0 +1,173 @@
+# Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
+"""
+One-command quickstart on the CPU: synthetic ACDC-layout phantoms -> prepared dataset -> training of the tiny
+AI-SAM -> evaluation on the held-out cases -> inference on one volume -> a PNG of image, generated points,
+predicted masks and ground truth.
+
+Every step runs the same command a user would type (``python -m aisam_monai.data.synthetic``,
+``python -m aisam_monai.data.prepare``, ``python -m monai.bundle run ...`` with ``bundles/acdc``), printed
+before it runs.
+
+Usage (from the repository root)::
+
+    python -m aisam_monai.quickstart [--out quickstart_out] [--epochs 60] [--image_size 96]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+import nibabel as nib
+import numpy as np
+
+__all__ = ["main", "run_quickstart"]
+
+BUNDLE = os.path.join("bundles", "acdc")
+
+
+def _run(cmd: list[str], log_path: str) -> None:
+    """Run ``cmd`` (printed first), its output going to ``log_path``; one line naming the log on failure.
+
+    One intra-op thread per process unless ``OMP_NUM_THREADS`` is set: the tiny model's small kernels gain little
+    from more, and on two shared cores the data-loading worker uses the other one.
+    """
+    print("$ " + " ".join(shlex.quote(c) for c in cmd), flush=True)
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    with open(log_path, "w") as log:
+        code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    if code != 0:
+        with open(log_path) as log:
+            tail = log.read().strip().splitlines()[-1:] or [""]
+        raise SystemExit(f"step failed (exit {code}), see {log_path}: {tail[0]}")
+
+
+def _bundle_cmd(run_id: str, configs: list[str], overrides: dict) -> list[str]:
+    files = [os.path.join(BUNDLE, "configs", c) for c in configs]
+    config_arg = files[0] if len(files) == 1 else str(files)
+    cmd = [sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", config_arg]
+    for key, value in overrides.items():
+        cmd += [f"--{key}", str(value)]
+    return cmd
+
+
+def _figure(image_file: str, label_file: str, pred_file: str, points_file: str, out_png: str, num_slices: int = 4):
+    """PNG of ``num_slices`` slices through the foreground: ground truth above prediction and generated points."""
+    from aisam_monai.visualize import plot_slices
+
+    image = np.asanyarray(nib.load(image_file).dataobj).astype(np.float32)
+    label = np.asanyarray(nib.load(label_file).dataobj)
+    pred = np.asanyarray(nib.load(pred_file).dataobj)
+    with open(points_file) as f:
+        record = json.load(f)
+    classes = record["classes"]
+    fg = np.flatnonzero((label > 0).any(axis=(0, 1)))
+    chosen = fg[np.linspace(0, len(fg) - 1, min(num_slices, len(fg))).round().astype(int)] if len(fg) else [0]
+    points, point_labels = [], []
+    for k in chosen:
+        entry = record["slices"][int(k)]
+        pts = np.array([entry["points"][c] for c in classes])[..., [1, 0]]  # (C, Np, 2): (i, j) -> (x, y)
+        present = np.array([c != classes[0] and (entry["presence"][c] or 0) > 0.5 for c in classes])
+        points.append(pts)
+        point_labels.append(np.where(present[:, None], 1, -1).repeat(pts.shape[1], 1))
+    lo, hi = np.percentile(image, (0.5, 99.5))
+    fig = plot_slices(
+        [np.clip((image[..., k] - lo) / max(hi - lo, 1e-6), 0, 1) for k in chosen],
+        labels=[label[..., k] for k in chosen],
+        preds=[pred[..., k] for k in chosen],
+        points=points,
+        point_labels=point_labels,
+        class_names=classes,
+        titles=[f"slice {k}" for k in chosen],
+        out_path=out_png,
+    )
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def run_quickstart(
+    out: str = "quickstart_out",
+    cases: int = 20,
+    epochs: int = 60,
+    image_size: int = 96,
+    learning_rate: float = 1e-3,
+    seed: int = 0,
+) -> dict:
+    """
+    Run every step of the quickstart; return the evaluation summary (see ``metrics_summary.json``).
+
+    Args:
+        out: output folder (synthetic sources, prepared dataset, training outputs, predictions, figure, logs).
+        cases: synthetic patients (two volumes each: ED and ES), split 70/10/20 by patient.
+        epochs: training epochs of the tiny model.
+        image_size: model input side.
+        learning_rate: AdamW learning rate (the random tiny model trains faster than the paper's 2e-4).
+        seed: seed of the phantoms and of training.
+    """
+    start = time.time()
+    raw, data, train_dir = (os.path.join(out, d) for d in ("synthetic_acdc", os.path.join("data", "acdc"), "acdc"))
+    logs = os.path.join(out, "logs")
+    os.makedirs(logs, exist_ok=True)
+    py = sys.executable
+    _run([py, "-m", "aisam_monai.data.synthetic", "--layout", "acdc", "--out", raw, "--cases", str(cases),
+          "--seed", str(seed)], os.path.join(logs, "1_synthetic.log"))  # fmt: skip
+    _run([py, "-m", "aisam_monai.data.prepare", "acdc", "--source", raw, "--out", data, "--overwrite"],
+         os.path.join(logs, "2_prepare.log"))  # fmt: skip
+    common = {"dataset_dir": data, "output_dir": train_dir, "sam_type": "tiny", "image_size": image_size}
+    train = {**common, "epochs": epochs, "learning_rate": learning_rate, "seed": seed, "progress": False, "num_workers": 1}
+    _run(_bundle_cmd("training", ["train.yaml"], train), os.path.join(logs, "3_train.log"))
+    _run(_bundle_cmd("evaluating", ["train.yaml", "evaluate.yaml"], {**common, "progress": False}),
+         os.path.join(logs, "4_evaluate.log"))  # fmt: skip
+    with open(os.path.join(data, "datalist.json")) as f:
+        test_case = json.load(f)["test"][0]
+    image_file, label_file = (os.path.join(data, test_case[k]) for k in ("image", "label"))
+    _run(_bundle_cmd("inference", ["inference.yaml"], {**common, "input_image": image_file, "progress": False}),
+         os.path.join(logs, "5_inference.log"))  # fmt: skip
+    predictions = os.path.join(train_dir, "predictions")
+    pred_file = os.path.join(predictions, f"{test_case['case']}_seg.nii.gz")
+    points_file = os.path.join(predictions, f"{test_case['case']}_points.json")
+    png = os.path.join(out, "quickstart.png")
+    _figure(image_file, label_file, pred_file, points_file, png)
+
+    with open(os.path.join(train_dir, "eval_auto", "metrics_summary.json")) as f:
+        summary = json.load(f)
+    print(f"\n{summary['table']}\n")
+    aisam = summary["protocols"]["aisam"]
+    print(f"mean foreground Dice on {aisam['num_cases']} held-out synthetic volumes: {aisam['mean_dice']:.4f} "
+          f"(aisam protocol), {summary['protocols']['transunet']['mean_dice']:.4f} (transunet protocol)")  # fmt: skip
+    print(f"done in {time.time() - start:.0f} s; outputs in {os.path.abspath(out)}:")
+    for what, path in (
+        ("prepared dataset", data),
+        ("best model", os.path.join(train_dir, "model.pt")),
+        ("evaluation (per-case CSV, summary JSON)", os.path.join(train_dir, "eval_auto")),
+        ("prediction NIfTI + generated points JSON", predictions),
+        ("figure", png),
+        ("logs of every step", logs),
+        ("TensorBoard", train_dir),
+    ):
+        print(f"  {what:42s} {path}")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m aisam_monai.quickstart", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="quickstart_out", help="output folder")
+    parser.add_argument("--cases", type=int, default=20, help="synthetic patients (2 volumes each)")
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--image_size", type=int, default=96)
+    parser.add_argument("--learning_rate", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if not os.path.isdir(os.path.join(BUNDLE, "configs")):
+        raise SystemExit(f"{BUNDLE}/configs: not found; run the quickstart from the repository root.")
+    run_quickstart(args.out, args.cases, args.epochs, args.image_size, args.learning_rate, args.seed)
+
+
+if __name__ == "__main__":
+    main()
