@@ -434,7 +434,7 @@ class AISAMPredictor:
             self._check_xy(x1, y1, z)
             self._check_xy(x2, y2, z)
             if x2 < x1 or y2 < y1:
-                raise ValueError(f"box {tuple(box)} is empty (x2 < x1 or y2 < y1); declare the class absent instead.")
+                raise ValueError("the box is empty (its end lies before its start); declare the class absent instead.")
         targets = self._neighbours(z, propagate)
         for t in targets:
             edits = self._edits_of(t)

@@ -88,7 +88,8 @@ def plot_slices(
     n = len(images)
     if n == 0:
         raise ValueError("plot_slices needs at least one image.")
-    for name, seq in (("labels", labels), ("preds", preds), ("points", points), ("point_labels", point_labels), ("titles", titles)):
+    sequences = {"labels": labels, "preds": preds, "points": points, "point_labels": point_labels, "titles": titles}
+    for name, seq in sequences.items():
         if seq is not None and len(seq) != n:
             raise ValueError(f"{name} holds {len(seq)} entries for {n} images.")
     rows = [("ground truth", labels), ("prediction", preds)]

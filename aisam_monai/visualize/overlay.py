@@ -135,9 +135,10 @@ def legend_handles(class_names: Sequence[str], with_points: bool = False) -> lis
     colors = class_colors(len(class_names))
     handles: list = [Patch(facecolor=colors[c], edgecolor="none", label=name) for c, name in enumerate(class_names)][1:]
     if with_points:
-        handles.append(
-            Line2D([], [], ls="", marker="s", color=colors[0], markeredgecolor="black", label=f"{class_names[0]} points")
-        )
-        handles.append(Line2D([], [], ls="", marker=POSITIVE_MARKER, color="white", markeredgecolor="black", label="positive"))
-        handles.append(Line2D([], [], ls="", marker=NEGATIVE_MARKER, color="white", markeredgecolor="black", label="negative"))
+        for marker, color, label in (
+            ("s", colors[0], f"{class_names[0]} points"),
+            (POSITIVE_MARKER, "white", "positive"),
+            (NEGATIVE_MARKER, "white", "negative"),
+        ):
+            handles.append(Line2D([], [], ls="", marker=marker, color=color, markeredgecolor="black", label=label))
     return handles
