@@ -1,0 +1,169 @@
+# Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
+"""
+Question 2: training step throughput (samples/s) with LoRA, against a training step whose forward is the
+reference per-image, per-class loop.
+
+One step = forward + :class:`~aisam_monai.losses.AISAMLoss` + backward + AdamW update of the trainable
+parameters (LoRA of the encoder, prompter, classifier, mask decoder). bf16 autocast is the default on CUDA.
+
+    python -m benchmarks.bench_train_step                      # CPU: tiny, 256, C = 4, batch 2
+    python -m benchmarks.bench_train_step --device cuda --sam-type vit_b --size 1024 --classes 9 \
+        --batches 1 4 8 --out train.json
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+import torch
+
+from aisam_monai.losses import AISAMLoss
+from aisam_monai.networks import AISAM
+from benchmarks._common import (
+    add_common_arguments,
+    autocast,
+    dtype_supported,
+    environment,
+    gpu_peak_mb,
+    print_table,
+    reset_peaks,
+    setup,
+    time_call,
+    write_json,
+)
+from benchmarks.bench_forward import build_model
+
+__all__ = ["loop_train_forward", "main"]
+
+
+def loop_train_forward(model: AISAM, image: torch.Tensor) -> dict[str, torch.Tensor | None]:
+    """
+    The reference recipe's training forward: per image the encoder, per class one prompter pass (Gumbel
+    straight-through points in training mode) and one stock ``MaskDecoder`` call. Generated points only.
+
+    Returns:
+        ``logits (B, C, S/4, S/4)``, ``class_logits (B, C)`` or None, ``point_weights (B, C, Np, h, w)``,
+        ``point_features (B, C, Np, D)``: what :class:`AISAMLoss` reads.
+    """
+    sam, prompter, c = model.sam, model.prompter, model.num_classes
+    dense_pe = sam.prompt_encoder.get_dense_pe()
+    pe = dense_pe.flatten(2).transpose(1, 2)[0]
+    pos = sam.prompt_encoder.point_embeddings[1].weight
+    neg = sam.prompt_encoder.point_embeddings[0].weight
+    dense = sam.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(1, -1, *model.grid)
+    logits, weights, features, class_logits = [], [], [], []
+    for b in range(image.shape[0]):
+        emb = sam.image_encoder(image[b : b + 1])
+        x = emb.detach()
+        points, image_weights, image_features = [], [], []
+        for k in range(c):
+            point_logits = prompter.point_logits(x, torch.tensor([k], device=x.device))[0]  # (Np, hw)
+            used = prompter.select(point_logits)
+            points.append(used @ pe)
+            image_weights.append(point_logits.softmax(-1).view(-1, *model.grid))
+            image_features.append(used @ (pe + x.flatten(2).transpose(1, 2)[0]))
+        masks = []
+        for k in range(c):
+            sparse = torch.cat([points[k] + pos] + [points[j] + neg for j in range(c) if j != k])[None]
+            mask, _ = sam.mask_decoder(
+                image_embeddings=emb,
+                image_pe=dense_pe,
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=False,
+            )
+            masks.append(mask[0, 0])
+        logits.append(torch.stack(masks))
+        weights.append(torch.stack(image_weights))
+        features.append(torch.stack(image_features))
+        if prompter.classifier is not None:
+            class_logits.append(prompter.classifier(x)[0])
+    return {
+        "logits": torch.stack(logits),
+        "class_logits": torch.stack(class_logits) if class_logits else None,
+        "point_weights": torch.stack(weights),
+        "point_features": torch.stack(features),
+    }
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_arguments(parser)
+    parser.add_argument("--sam-type", default="tiny")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--classes", type=int, default=4)
+    parser.add_argument("--batches", nargs="+", type=int, default=[2], help="batch sizes; the best is reported")
+    parser.add_argument("--dtype", default=None, help="fp32 or bf16 autocast (default: bf16 on CUDA, fp32 on CPU)")
+    parser.add_argument("--lora-rank", type=int, default=4)
+    parser.add_argument("--no-baseline", action="store_true", help="skip the per-class loop step")
+    parser.add_argument("--baseline-batch", type=int, default=None, help="batch of the loop step (default: the smallest)")
+    parser.add_argument("--sdpa-encoder", action="store_true", help="encoder attention via SDPA")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.size, args.classes, args.batches, args.sam_type = 32, 2, [1], "tiny"
+        args.warmup, args.repeats = 0, 1
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args = parse_args(argv)
+    device = setup(args)
+    dtype = args.dtype or ("bf16" if device.type == "cuda" else "fp32")
+    if not dtype_supported(dtype, device):
+        raise SystemExit(f"--dtype {dtype} is not supported on {device}.")
+    model = build_model(args.sam_type, args.size, args.classes, device, args.sdpa_encoder, use_lora=True, lora_rank=args.lora_rank)
+    model.train()
+    loss_fn = AISAMLoss(args.classes)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    config = {"sam_type": args.sam_type, "image_size": args.size, "num_classes": args.classes, "dtype": dtype}
+    paths = [("aisam", model, b) for b in args.batches]
+    if not args.no_baseline:
+        paths.append(("loop", lambda image: loop_train_forward(model, image), args.baseline_batch or min(args.batches)))
+    rows = []
+    for path, forward, batch in paths:
+        g = torch.Generator().manual_seed(0)
+        image = torch.randn(batch, 3, args.size, args.size, generator=g).to(device)
+        target = torch.randint(0, args.classes, (batch, 1, args.size, args.size), generator=g).to(device)
+
+        def step(forward=forward, image=image, target=target):
+            optimizer.zero_grad(set_to_none=True)
+            with autocast(dtype, device):
+                loss = loss_fn(forward(image), target)["loss"]
+            loss.backward()
+            optimizer.step()
+
+        reset_peaks(device)
+        try:
+            seconds = time_call(step, device, args.warmup, args.repeats)
+        except torch.OutOfMemoryError:
+            rows.append({**config, "path": path, "batch": batch, "status": "out of memory"})
+            optimizer.zero_grad(set_to_none=True)
+            torch.cuda.empty_cache()
+            continue
+        rows.append({
+            **config, "path": path, "batch": batch, "ms_per_step": 1e3 * seconds, "samples_per_s": batch / seconds,
+            "gpu_peak_mb": gpu_peak_mb(device),
+        })
+    best = max((r for r in rows if r["path"] == "aisam" and "samples_per_s" in r), key=lambda r: r["samples_per_s"], default=None)
+    base = next((r for r in rows if r["path"] == "loop" and "samples_per_s" in r), None)
+    summary = {
+        **config, "trainable_parameters": trainable,
+        "best_samples_per_s": best and best["samples_per_s"], "best_batch": best and best["batch"],
+        "best_gpu_peak_mb": best and best["gpu_peak_mb"],
+        "baseline_samples_per_s": base and base["samples_per_s"],
+        "ratio_vs_baseline": best and base and best["samples_per_s"] / base["samples_per_s"],
+    }
+    print_table(rows, ["sam_type", "image_size", "num_classes", "dtype", "path", "batch", "ms_per_step", "samples_per_s", "gpu_peak_mb", "status"],
+                "training step with LoRA (median of repeats)")
+    print_table([summary], ["best_samples_per_s", "best_batch", "baseline_samples_per_s", "ratio_vs_baseline", "trainable_parameters"],
+                "summary (ratio = best batched / loop step, same run)")
+    options = {k: getattr(args, k) for k in ("sdpa_encoder", "lora_rank", "warmup", "repeats")}
+    record = {"benchmark": "train_step", "env": environment(device), "options": options, "rows": rows, "summary": summary}
+    write_json(args.out, record)
+    return record
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+# Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
+"""
+Question 4: whole-volume inference from NIfTI to NIfTI: wall time and peak host / GPU memory.
+
+An ACDC-size (256 x 216 x 10) and a Synapse-size (512 x 512 x 150) volume of random intensities are written to
+a temporary folder, then segmented by the project's inference path: ``transforms.inference_transforms`` ->
+``AISAMEvaluator`` with a ``SliceVolumeInferer`` -> ``PredictionWriter`` (label NIfTI + points JSON). Peak host
+memory is the process's ``VmHWM`` during the run (reset first), reported beside the resident size before it (the
+model and the libraries).
+
+    python -m benchmarks.bench_volume                           # CPU: tiny, 256
+    python -m benchmarks.bench_volume --device cuda --sam-type vit_b --size 1024 --sw-batch-size 32 --out volume.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+
+import nibabel as nib
+import numpy as np
+import torch
+from monai.data import DataLoader, Dataset
+
+from aisam_monai.engines import AISAMEvaluator
+from aisam_monai.handlers import PredictionWriter
+from aisam_monai.inferers import SliceVolumeInferer
+from aisam_monai.transforms import inference_transforms
+from benchmarks._common import (
+    add_common_arguments,
+    environment,
+    gpu_peak_mb,
+    peak_rss_mb,
+    print_table,
+    reset_peaks,
+    rss_mb,
+    setup,
+    synchronize,
+    write_json,
+)
+from benchmarks.bench_forward import build_model
+
+__all__ = ["CASES", "main", "write_volume"]
+
+INTENSITY = {"kind": "range", "a_min": -125, "a_max": 275}
+"""Abdominal CT window of the Synapse recipe, used for both volumes."""
+
+CASES = {"acdc": (256, 216, 10), "synapse": (512, 512, 150)}
+"""Spatial shapes ``(H, W, D)`` of the two benchmark volumes (slices along the last axis)."""
+
+
+def write_volume(path: str, shape: Sequence[int], seed: int = 0) -> None:
+    """A CT-like int16 NIfTI of ``shape`` with 1.5 mm in-plane, 5 mm slice spacing."""
+    rng = np.random.default_rng(seed)
+    data = rng.integers(-1000, 1000, size=tuple(shape), dtype=np.int16)
+    nib.save(nib.Nifti1Image(data, np.diag([1.5, 1.5, 5.0, 1.0])), path)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_arguments(parser)
+    parser.add_argument("--sam-type", default="tiny")
+    parser.add_argument("--size", type=int, default=256, help="model input side S")
+    parser.add_argument("--classes", type=int, default=9)
+    parser.add_argument("--sw-batch-size", type=int, default=8, help="slices per forward pass")
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only; default on for CUDA)")
+    parser.add_argument("--sdpa-encoder", action="store_true", help="encoder attention via SDPA")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.sam_type, args.size, args.classes, args.sw_batch_size = "tiny", 64, 3, 4
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args = parse_args(argv)
+    device = setup(args)
+    amp = args.amp or device.type == "cuda"
+    model = build_model(args.sam_type, args.size, args.classes, device, args.sdpa_encoder).eval()
+    names = ["background"] + [f"class{i}" for i in range(1, args.classes)]
+    shapes = {"acdc": (32, 24, 3), "synapse": (48, 48, 6)} if args.smoke else CASES
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in args.cases:
+            shape = shapes[case]
+            image = os.path.join(tmp, f"{case}.nii.gz")
+            write_volume(image, shape)
+            loader = DataLoader(
+                Dataset([{"image": image}], inference_transforms(INTENSITY)),
+                batch_size=1,
+                num_workers=0,
+            )
+            writer = PredictionWriter(os.path.join(tmp, "out"), names)
+            inferer = SliceVolumeInferer(image_size=args.size, sw_batch_size=args.sw_batch_size, spatial_dim=2)
+            evaluator = AISAMEvaluator(
+                device=device, val_data_loader=loader, network=model, inferer=inferer, val_handlers=[writer], amp=amp
+            )
+            before = rss_mb()
+            reset_peaks(device)
+            start = time.perf_counter()
+            evaluator.run()
+            synchronize(device)
+            seconds = time.perf_counter() - start
+            peak = peak_rss_mb()
+            written = nib.load(writer.written[-1])
+            if tuple(written.shape) != tuple(shape):
+                raise RuntimeError(f"{writer.written[-1]}: written shape {written.shape}, expected {shape}.")
+            rows.append({
+                "case": case, "shape": "x".join(map(str, shape)), "sam_type": args.sam_type, "image_size": args.size,
+                "num_classes": args.classes, "sw_batch_size": args.sw_batch_size, "amp": amp, "seconds": seconds,
+                "slices_per_s": shape[2] / seconds, "rss_before_mb": before, "peak_rss_mb": peak,
+                "peak_beyond_before_mb": None if peak is None or before is None else peak - before,
+                "input_float32_mb": float(np.prod(shape)) * 4 / 2**20, "gpu_peak_mb": gpu_peak_mb(device),
+            })
+    print_table(rows, ["case", "shape", "sam_type", "image_size", "sw_batch_size", "seconds", "slices_per_s", "rss_before_mb",
+                       "peak_rss_mb", "peak_beyond_before_mb", "input_float32_mb", "gpu_peak_mb"],
+                "whole volume NIfTI -> NIfTI (load, infer, write)")
+    options = {k: getattr(args, k) for k in ("sdpa_encoder", "sw_batch_size")}
+    record = {"benchmark": "volume", "env": environment(device), "options": options, "rows": rows}
+    write_json(args.out, record)
+    return record
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+# Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
+"""Smoke run of every benchmark script on the tiny model (not a timed test: results are only checked for shape)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import unittest
+
+import torch
+
+from benchmarks import bench_flops, bench_forward, bench_train_step, bench_volume
+
+torch.set_num_threads(1)
+
+
+class TestBenchmarkSmoke(unittest.TestCase):
+    def _run(self, module, name: str) -> dict:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, f"{name}.json")
+            record = module.main(["--smoke", "--threads", "1", "--out", out])
+            with open(out) as f:
+                self.assertEqual(json.load(f), json.loads(json.dumps(record)))
+        self.assertEqual(record["benchmark"], name)
+        self.assertEqual(record["env"]["device"], "cpu")
+        return record
+
+    def test_forward(self):
+        record = self._run(bench_forward, "forward")
+        paths = {(r["path"], r["batch"]) for r in record["rows"]}
+        self.assertEqual(paths, {("aisam", 1), ("aisam", 2), ("reference", 1)})
+        (summary,) = record["summary"]
+        self.assertGreater(summary["best_slices_per_s"], 0)
+        self.assertAlmostEqual(summary["ratio_vs_baseline"], summary["best_slices_per_s"] / summary["baseline_slices_per_s"])
+
+    def test_train_step(self):
+        record = self._run(bench_train_step, "train_step")
+        self.assertEqual([r["path"] for r in record["rows"]], ["aisam", "loop"])
+        self.assertTrue(all(r["samples_per_s"] > 0 for r in record["rows"]))
+        self.assertGreater(record["summary"]["trainable_parameters"], 0)
+
+    def test_volume(self):
+        record = self._run(bench_volume, "volume")
+        self.assertEqual([r["case"] for r in record["rows"]], ["acdc", "synapse"])
+        for row in record["rows"]:
+            self.assertGreater(row["seconds"], 0)
+            self.assertGreaterEqual(row["peak_rss_mb"], row["rss_before_mb"] - 1)
+
+    def test_flops(self):
+        record = self._run(bench_flops, "flops")
+        (row,) = record["rows"]
+        self.assertGreater(row["encoder_gflop"], 0)
+        self.assertGreater(row["decoder_gflop"], 0)
+        self.assertTrue(math.isclose(row["total_gflop"], row["encoder_gflop"] + row["decoder_gflop"]))
+
+    def test_loop_train_forward_matches_batched_in_eval(self):
+        """The training baseline's per-class loop computes what the batched model computes (eval: no noise)."""
+        torch.manual_seed(0)
+        model = bench_forward.build_model("tiny", 64, 3, torch.device("cpu")).eval()
+        image = torch.rand(2, 3, 64, 64)
+        with torch.no_grad():
+            loop = bench_train_step.loop_train_forward(model, image)
+            batched = model(image)
+        for key in ("logits", "class_logits", "point_weights", "point_features"):
+            torch.testing.assert_close(loop[key], batched[key], atol=1e-5, rtol=1e-5, msg=key)
+
+
+if __name__ == "__main__":
+    unittest.main()
