@@ -17,6 +17,10 @@ import unittest
 
 import nibabel as nib
 import numpy as np
+import torch
+from monai.bundle import ConfigWorkflow
+
+from aisam_monai.networks import AISAM
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FAST = {"sam_type": "tiny", "image_size": 64, "sw_batch_size": 16, "progress": False, "batch_size": 2}
@@ -107,9 +111,33 @@ class _BundleCase(unittest.TestCase):
         self.assertEqual(len(points["classes"]), self.num_classes)
 
 
+    def _check_properties(self):
+        """MONAI's property checks (the zoo's naming rules) of the train and inference configs."""
+        folder = os.path.join(REPO, "bundles", self.bundle, "configs")
+        checkpoint = os.path.join(self.root, "properties", "model.pt")
+        os.makedirs(os.path.dirname(checkpoint), exist_ok=True)
+        net = AISAM(num_classes=self.num_classes, sam_type="tiny", image_size=FAST["image_size"])
+        torch.save(net.state_dict(), checkpoint)
+        for kind, name in (("train", "train.yaml"), ("infer", "inference.yaml")):
+            workflow = ConfigWorkflow(
+                config_file=os.path.join(folder, name),
+                workflow_type=kind,
+                meta_file=os.path.join(folder, "metadata.json"),
+                init_id="no_such_id",  # parse only
+                dataset_dir=self.data,
+                output_dir=os.path.dirname(checkpoint),
+                **FAST,
+            )
+            workflow.initialize()
+            self.assertFalse(workflow.check_properties(), f"{self.bundle} {kind}")  # None or [] when all pass
+
+
 class TestACDCBundle(_BundleCase):
     def test_train_evaluate_infer(self):
         self._train_evaluate_infer()
+
+    def test_config_properties(self):
+        self._check_properties()
 
     def test_killed_training_resumes(self):
         out = os.path.join(self.root, "resume")
@@ -155,6 +183,9 @@ class TestSynapseBundle(_BundleCase):
 
     def test_train_evaluate_infer(self):
         self._train_evaluate_infer()
+
+    def test_config_properties(self):
+        self._check_properties()
 
 
 if __name__ == "__main__":
