@@ -86,7 +86,7 @@ class CheckedCheckpointLoader(CheckpointLoader):
 
     def __init__(self, load_path: str, load_dict: dict, **kwargs) -> None:
         if "model" in load_dict:
-            check_checkpoint(load_path, load_dict["model"], key="model" if len(load_dict) > 1 else None)
+            check_checkpoint(load_path, load_dict["model"], key="model")
         kwargs.setdefault("map_location", "cpu")
         super().__init__(load_path=load_path, load_dict=load_dict, **kwargs)
 

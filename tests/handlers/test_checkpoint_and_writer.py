@@ -30,8 +30,9 @@ class TestCheckpointChecks(unittest.TestCase):
                 CheckedCheckpointLoader(path, {"model": net})
             with self.assertRaisesRegex(FileNotFoundError, "nothere.pt: checkpoint file not found"):
                 check_checkpoint(os.path.join(d, "nothere.pt"), net)
-            torch.save({"model": net.state_dict()}, path)
-            check_checkpoint(path, net)  # a dict holding the state under "model" fits
+            torch.save({"model": net.state_dict(), "optimizer": {}}, path)
+            check_checkpoint(path, net)  # a training checkpoint holding the state under "model" fits
+            CheckedCheckpointLoader(path, {"model": net})
 
     def test_find_last(self):
         with tempfile.TemporaryDirectory() as d:
