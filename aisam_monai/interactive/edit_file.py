@@ -148,8 +148,8 @@ def prompts_record(predictor: AISAMPredictor, image: str, slices: list[int] | No
     """
     JSON-ready points file of the predictor's current input: the bundles' points record (every slice's generated
     points and presence, :func:`aisam_monai.handlers.prediction_writer.points_record`) plus, for each slice in
-    ``slices`` (default: the edited ones), ``"prompts"``: every current prompt point as
-    ``{"id", "class", "ijk", "positive", "generated"}``.
+    ``slices`` (default: the edited ones), ``"present"``: the classes allowed in its result, and ``"prompts"``:
+    every current prompt point as ``{"id", "class", "ijk", "positive", "generated"}``.
     """
     h, w, depth = predictor.shape
     generated = torch.stack([predictor.generated_points(z) for z in range(depth)])  # (D, C, Np, 2) (x, y)
@@ -159,6 +159,7 @@ def prompts_record(predictor: AISAMPredictor, image: str, slices: list[int] | No
     record = points_record(ijk, probs, predictor.class_names, image, (h, w, depth), slice_axis=2)
     for z in predictor.edited_slices() if slices is None else slices:
         pred = predictor.predict(z)
+        record["slices"][z]["present"] = [n for n, flag in zip(predictor.class_names, pred.present.tolist()) if flag]
         valid = pred.point_ids >= 0
         cls = torch.arange(predictor.num_classes).view(-1, 1).expand_as(valid)[valid]
         record["slices"][z]["prompts"] = [
@@ -180,16 +181,22 @@ def slice_points_from_record(record: Mapping, slice_index: int) -> tuple[torch.T
     """
     The points of one slice of a points file as ``(C, K, 2)`` ``(x, y)`` with labels ``(C, K)`` (1/0, -1 padding),
     for :func:`aisam_monai.visualize.plot_slices`: the slice's ``"prompts"`` when present, else its generated
-    ``"points"`` (all positive for their class).
+    ``"points"`` (all positive for their class). Points of a foreground class absent from the slice (not in its
+    ``"present"`` list, or presence probability <= 0.5) get label -1, so that they are not drawn.
     """
     names = list(record["classes"])
     entry = next((s for s in record["slices"] if s["index"] == slice_index), None)
     if entry is None:
         raise ValueError(f"the points file has no slice {slice_index}.")
+    if "present" in entry:
+        present = set(entry["present"])
+    else:
+        present = {n for n, prob in entry.get("presence", {}).items() if prob is None or prob > 0.5} | {names[0]}
     if "prompts" in entry:
         items = [(names.index(p["class"]), p["ijk"], 1 if p["positive"] else 0) for p in entry["prompts"]]
     else:
         items = [(names.index(name), ijk, 1) for name, pts in entry["points"].items() for ijk in pts]
     pairs = [(n, PromptPoint(float(ijk[1]), float(ijk[0]), c, lab == 1)) for n, (c, ijk, lab) in enumerate(items)]
     points, labels, _, _ = group_points(pairs, len(names))
-    return points, labels
+    absent = torch.tensor([name not in present for name in names])
+    return points, labels.masked_fill(absent[:, None], -1)

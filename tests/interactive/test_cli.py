@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import yaml
 
-from aisam_monai.interactive import AISAMPredictor
+from aisam_monai.interactive import AISAMPredictor, slice_points_from_record
 from aisam_monai.interactive.cli import main
 from tests.interactive.tiny_model import CONFIG, disks, trained_model
 
@@ -108,8 +108,13 @@ class TestCommandLine(unittest.TestCase):
         self.assertGreater(refined[..., 1][right].mean(), 0.6)  # the click's disk only
         self.assertLess(refined[..., 1][left].mean(), 0.1)
         with open(refined_points) as f:
-            prompts = json.load(f)["slices"][1]["prompts"]
+            record = json.load(f)
+        prompts = record["slices"][1]["prompts"]
         self.assertEqual([(p["class"], p["generated"]) for p in prompts], [("background", False), ("disk", False)])
+        self.assertEqual(record["slices"][3]["present"], ["background"])
+        points, labels = slice_points_from_record(record, 3)  # the absent class's points are not drawn
+        self.assertEqual(tuple(points.shape), (2, 4, 2))
+        self.assertTrue(bool((labels[1] == -1).all()) and bool((labels[0] == 1).all()))
 
         # with the earlier segmentation only the edited slices are recomputed, with the same result
         again = self.path("refined_again.nii.gz")
