@@ -13,9 +13,11 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 import torch.nn.functional as F
+from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 from monai.utils import convert_to_tensor, optional_import
 
+from aisam_monai.handlers import check_checkpoint
 from aisam_monai.interactive.coordinates import box_mask, box_to_model, model_to_pixel, pixel_to_model, resize_logits
 from aisam_monai.networks import AISAM, class_gate, combine_class_masks
 from aisam_monai.networks.ai_prompter import BOX_FILL
@@ -193,8 +195,6 @@ class AISAMPredictor:
                 from it when given).
             kwargs: further :class:`AISAMPredictor` arguments.
         """
-        from monai.bundle import ConfigParser
-
         if isinstance(config, Mapping):
             content = dict(config)
         else:
@@ -202,16 +202,8 @@ class AISAMPredictor:
                 raise FileNotFoundError(f"{config}: model config not found.")
             content = ConfigParser.load_config_file(config)
         if "network_def" in content:
-            parser = ConfigParser(content)
-            model = parser.get_parsed_content("network_def")
-            if "channel_names" in content:
-                kwargs.setdefault("class_names", parser.get_parsed_content("channel_names"))
-            elif "class_names" in content:
-                kwargs.setdefault("class_names", ["background", *parser.get_parsed_content("class_names")])
-            if "intensity" in content:
-                kwargs.setdefault("intensity", parser.get_parsed_content("intensity"))
-        else:
-            model = AISAM(**content)
+            return cls._from_parser(ConfigParser(content), checkpoint, **kwargs)
+        model = AISAM(**content)
         cls._load_weights(model, checkpoint)
         return cls(model, **kwargs)
 
@@ -230,8 +222,6 @@ class AISAMPredictor:
             overrides: config entries to override, e.g. ``{"image_size": 256, "sam_type": "vit_b"}``.
             kwargs: further :class:`AISAMPredictor` arguments.
         """
-        from monai.bundle import ConfigParser
-
         found = [os.path.join(bundle_dir, "configs", f"inference.{ext}") for ext in ("yaml", "json")]
         found = [p for p in found if os.path.isfile(p)]
         if not found:
@@ -241,6 +231,15 @@ class AISAMPredictor:
         parser["bundle_root"] = bundle_dir
         for key, value in (overrides or {}).items():
             parser[key] = value
+        if checkpoint is None:
+            checkpoint = parser.get_parsed_content("checkpoint") if "checkpoint" in parser else None
+        if checkpoint is None:
+            raise ValueError(f"{found[0]}: no checkpoint entry; give the checkpoint file.")
+        return cls._from_parser(parser, checkpoint, **kwargs)
+
+    @classmethod
+    def _from_parser(cls, parser: ConfigParser, checkpoint: str, **kwargs) -> AISAMPredictor:
+        """Model from ``network_def``, class names and intensity from the config unless given, weights loaded."""
         model = parser.get_parsed_content("network_def")
         if "channel_names" in parser:
             kwargs.setdefault("class_names", parser.get_parsed_content("channel_names"))
@@ -248,18 +247,12 @@ class AISAMPredictor:
             kwargs.setdefault("class_names", ["background", *parser.get_parsed_content("class_names")])
         if "intensity" in parser:
             kwargs.setdefault("intensity", parser.get_parsed_content("intensity"))
-        if checkpoint is None:
-            checkpoint = parser.get_parsed_content("checkpoint") if "checkpoint" in parser else None
-        if checkpoint is None:
-            raise ValueError(f"{found[0]}: no checkpoint entry; give the checkpoint file.")
         cls._load_weights(model, checkpoint)
         return cls(model, **kwargs)
 
     @staticmethod
     def _load_weights(model: AISAM, checkpoint: str) -> None:
         """Load ``checkpoint`` into ``model`` after a one-line compatibility check."""
-        from aisam_monai.handlers.checkpoint import check_checkpoint
-
         check_checkpoint(checkpoint, model, key="model")
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         if isinstance(state.get("model"), dict):
