@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 
 import matplotlib
@@ -15,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from aisam_monai.data.common import atomic_write_bytes  # noqa: E402
 from aisam_monai.visualize.overlay import draw_overlay, legend_handles  # noqa: E402
 
 __all__ = ["plot_slices", "save_figure"]
@@ -26,18 +26,12 @@ def save_figure(fig: Figure, out_path: str | os.PathLike, dpi: int = 120) -> str
     The format follows the file extension (``.png``, ``.pdf``, ``.svg``, ...). Returns the path written.
     """
     out_path = os.fspath(out_path)
-    folder = os.path.dirname(os.path.abspath(out_path))
-    os.makedirs(folder, exist_ok=True)
     ext = os.path.splitext(out_path)[1].lstrip(".").lower() or "png"
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=f".{ext}", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format=ext, dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, out_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+
+    def write(tmp: str) -> None:
+        fig.savefig(tmp, format=ext, dpi=dpi, bbox_inches="tight")
+
+    atomic_write_bytes(out_path, write, suffix=f".{ext}")
     return out_path
 
 
