@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     ref.add_argument("--edits", required=True, help="edits JSON file")
     ref.add_argument("--out", required=True, help="output segmentation (.nii.gz)")
     ref.add_argument("--seg", help="earlier automatic segmentation: only the slices the edits touch are recomputed")
-    ref.add_argument("--points-out", help="write the points (with the edited slices' prompts) as JSON")
+    ref.add_argument("--points-out", help="write the points (with the edited slices' prompts) as JSON; "
+                     "it holds every slice's generated points, so all slices are encoded")
 
     show = sub.add_parser("show", help="figure of slices with segmentation and points")
     show.add_argument("image", help="input volume (NIfTI)")
@@ -136,8 +137,8 @@ def _refine(args: argparse.Namespace) -> None:
         labels = predictor.predict_volume()
     else:
         labels = torch.as_tensor(np.asarray(previous).reshape(predictor.shape).astype(np.int64))
-        for z in changed:
-            labels[..., z] = predictor.predict(z).labels
+        for z, pred in predictor.predict_slices(changed).items():
+            labels[..., z] = pred.labels
     _write_seg(args.out, labels, args.image)
     print(f"wrote {args.out} ({len(changed)} slices changed by the edits)")
     if args.points_out:

@@ -335,12 +335,18 @@ class AISAMPredictor:
         out = torch.zeros((h, w, depth), dtype=torch.int64)
         starts = range(0, depth, self.batch_size)
         for start in tqdm(starts, desc="slices", unit="batch") if self.progress and depth > 1 else starts:
-            zs = list(range(start, min(start + self.batch_size, depth)))
-            todo = [z for z in zs if z not in self._results]
-            done = self._run(todo) if todo else {}
-            for z in zs:
-                out[..., z] = (done[z] if z in done else self._results[z]).labels
+            for z, pred in self.predict_slices(range(start, min(start + self.batch_size, depth))).items():
+                out[..., z] = pred.labels
         return MetaTensor(out, meta=self.meta) if self.meta else out
+
+    def predict_slices(self, slice_indices: Iterable[int]) -> dict[int, SlicePrediction]:
+        """Results of several slices; the uncached ones are computed ``batch_size`` slices per model call."""
+        zs = [self._slice(z) for z in slice_indices]
+        preds = {z: self._results[z] for z in zs if z in self._results}
+        todo = [z for z in zs if z not in preds]
+        if todo:
+            preds.update(self._run(todo))
+        return {z: preds[z] for z in zs}
 
     def generated_points(self, slice_index: int | None = None) -> torch.Tensor:
         """The model's own points of a slice, ``(C, Np, 2)`` ``(x, y)`` in slice pixels (before edits)."""
