@@ -70,14 +70,14 @@ class AIPrompter(nn.Module):
 
     def point_logits(self, image: torch.Tensor, class_ids: torch.Tensor) -> torch.Tensor:
         """
-        Selection logits of the point slots of one class per image.
+        Selection logits of the point slots of ``G`` classes per image.
 
         Args:
-            image: ``(N, D, h, w)`` image embeddings.
-            class_ids: ``(N,)`` class of each row.
+            image: ``(B, D, h, w)`` image embeddings.
+            class_ids: ``(B*G,)`` class of each row, the ``G`` rows of an image consecutive.
 
         Returns:
-            ``(N, Np, h*w)`` logits ``e_n F^T``.
+            ``(B*G, Np, h*w)`` logits ``e_n F^T``.
         """
         tokens = torch.cat([self.prompt_emb.expand(len(class_ids), -1, -1), self.class_emb[class_ids]], dim=1)
         q, f = self.transformer(tokens, image)
@@ -120,11 +120,10 @@ class AIPrompter(nn.Module):
         """
         if point_mode not in POINT_MODES:
             raise ValueError(f"point_mode must be one of {POINT_MODES}, got {point_mode!r}.")
-        b, d, h, w = image.shape
+        b, _, h, w = image.shape
         c = self.num_classes
         class_ids = torch.arange(c, device=image.device).repeat(b)
-        folded = image.unsqueeze(1).expand(-1, c, -1, -1, -1).reshape(b * c, d, h, w)
-        logits = self.point_logits(folded, class_ids).view(b, c, self.num_points, h * w)
+        logits = self.point_logits(image, class_ids).view(b, c, self.num_points, h * w)
         if box_mask is not None:
             logits = logits.masked_fill(~box_mask.flatten(2).unsqueeze(2), BOX_FILL)
         soft = logits.softmax(-1)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from segment_anything.modeling import MaskDecoder, TwoWayTransformer
 
-from .blocks import sam_attention
+from .blocks import multihead_attention, sam_attention
 
 __all__ = ["decode_masks", "two_way_transformer"]
 
@@ -27,22 +27,30 @@ def two_way_transformer(
     token_mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """
-    ``TwoWayTransformer.forward`` with a key mask over the prompt tokens.
+    ``TwoWayTransformer.forward`` with a key mask over the prompt tokens, for ``G`` prompt sets per image: the
+    first layer's image-side terms (token-to-image keys and values, image-to-token queries) are computed once per
+    image, the image tokens become per-set after it.
 
     Args:
         transformer: SAM's two-way transformer (its weights are used).
-        image: ``(N, D, h, w)`` image embedding (plus dense prompt).
+        image: ``(B, D, h, w)`` image embedding (plus dense prompt), shared by the ``G`` sets of each image.
         image_pe: ``(1, D, h, w)`` dense positional encoding.
-        tokens: ``(N, T, D)`` output and prompt tokens.
-        token_mask: optional boolean ``(N, T)``, ``False`` for padding tokens.
+        tokens: ``(B*G, T, D)`` output and prompt tokens, the ``G`` sets of an image consecutive.
+        token_mask: optional boolean ``(B*G, T)``, ``False`` for padding tokens.
 
     Returns:
-        tokens ``(N, T, D)`` and image tokens ``(N, h*w, D)``.
+        tokens ``(B*G, T, D)`` and image tokens ``(B*G, h*w, D)``.
     """
-    keys = image.flatten(2).transpose(1, 2)
+    b, d = image.shape[:2]
+    if tokens.shape[0] % b:
+        raise ValueError(f"{tokens.shape[0]} prompt sets for {b} images: expected a multiple.")
+    g = tokens.shape[0] // b
+    keys = image.flatten(2).transpose(1, 2)  # (B, hw, D) until the first image-to-token attention
     key_pe = image_pe.flatten(2).transpose(1, 2)
+    hw = keys.shape[1]
     queries = tokens
     for layer in transformer.layers:
+        shared = keys.shape[0] != queries.shape[0]
         if layer.skip_first_layer_pe:
             queries = sam_attention(layer.self_attn, queries, queries, queries, token_mask)
         else:
@@ -50,10 +58,24 @@ def two_way_transformer(
             queries = queries + sam_attention(layer.self_attn, q, q, queries, token_mask)
         queries = layer.norm1(queries)
         q, k = queries + tokens, keys + key_pe
-        queries = layer.norm2(queries + sam_attention(layer.cross_attn_token_to_image, q, k, keys))
+        if shared:  # attention per query: the G sets of an image are one query set over the same keys
+            attn = sam_attention(layer.cross_attn_token_to_image, q.reshape(b, -1, d), k, keys).reshape(q.shape)
+        else:
+            attn = sam_attention(layer.cross_attn_token_to_image, q, k, keys)
+        queries = layer.norm2(queries + attn)
         queries = layer.norm3(queries + layer.mlp(queries))
         q, k = queries + tokens, keys + key_pe
-        keys = layer.norm4(keys + sam_attention(layer.cross_attn_image_to_token, k, q, queries, token_mask))
+        m = layer.cross_attn_image_to_token
+        image_queries = m.q_proj(k)
+        if shared:
+            image_queries = image_queries.unsqueeze(1).expand(-1, g, -1, -1).reshape(b * g, hw, -1)
+        attn = m.out_proj(multihead_attention(image_queries, m.k_proj(q), m.v_proj(queries), m.num_heads, token_mask))
+        if shared:
+            keys = layer.norm4((keys.unsqueeze(1) + attn.view(b, g, hw, d)).reshape(b * g, hw, d))
+        else:
+            keys = layer.norm4(keys + attn)
+    if keys.shape[0] != queries.shape[0]:  # no layers
+        keys = keys.repeat_interleave(g, dim=0)
     q, k = queries + tokens, keys + key_pe
     queries = transformer.norm_final_attn(queries + sam_attention(transformer.final_attn_token_to_image, q, k, keys))
     return queries, keys
@@ -91,7 +113,9 @@ def decode_masks(
     if sparse_mask is not None:
         fixed = sparse_mask.new_ones(n, output_tokens.shape[0])
         mask = torch.cat([fixed, sparse_mask.reshape(n, t)], dim=1)
-    src = (image_embeddings + dense_embedding).unsqueeze(1).expand(-1, c, -1, -1, -1).reshape(n, d, *image_embeddings.shape[-2:])
+    if dense_embedding.shape[0] not in (1, b):
+        raise ValueError(f"dense_embedding batch {dense_embedding.shape[0]} is neither 1 nor {b}.")
+    src = image_embeddings + dense_embedding  # (B, D, h, w): shared by the C prompt sets of each image
     hs, keys = two_way_transformer(decoder.transformer, src, image_pe, tokens, mask)
     h, w = image_embeddings.shape[-2:]
     upscaled = decoder.output_upscaling(keys.transpose(1, 2).reshape(n, d, h, w))

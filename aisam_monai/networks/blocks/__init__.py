@@ -1,7 +1,7 @@
 # Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
 from __future__ import annotations
 
-from .attention import Attention, sam_attention
+from .attention import Attention, multihead_attention, sam_attention
 from .mlp import ConvMLP, GroupedMLP, LayerNorm2d, MLPBlock
 
-__all__ = ["Attention", "sam_attention", "ConvMLP", "GroupedMLP", "LayerNorm2d", "MLPBlock"]
+__all__ = ["Attention", "multihead_attention", "sam_attention", "ConvMLP", "GroupedMLP", "LayerNorm2d", "MLPBlock"]

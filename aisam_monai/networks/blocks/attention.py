@@ -7,7 +7,34 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Attention", "sam_attention"]
+__all__ = ["Attention", "multihead_attention", "sam_attention"]
+
+
+def multihead_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_heads: int, key_mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """
+    ``softmax(q k^T / sqrt(d)) v`` per head on already projected inputs, through
+    ``torch.nn.functional.scaled_dot_product_attention``.
+
+    Args:
+        q: projected queries ``(B, Nq, E)``.
+        k: projected keys ``(B, Nk, E)``.
+        v: projected values ``(B, Nk, E)``.
+        num_heads: number of heads (must divide ``E``).
+        key_mask: optional boolean ``(B, Nk)``; ``False`` marks keys that must be ignored (padding).
+            Every query must keep at least one valid key.
+
+    Returns:
+        ``(B, Nq, E)`` (heads merged, before the output projection).
+    """
+    b, nq, c = q.shape
+    q = q.reshape(b, nq, num_heads, c // num_heads).transpose(1, 2)
+    k = k.reshape(b, k.shape[1], num_heads, c // num_heads).transpose(1, 2)
+    v = v.reshape(b, v.shape[1], num_heads, c // num_heads).transpose(1, 2)
+    mask = None if key_mask is None else key_mask[:, None, None, :]
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    return out.transpose(1, 2).reshape(b, nq, c)
 
 
 def sam_attention(
@@ -16,8 +43,8 @@ def sam_attention(
     """
     Run a SAM-style attention module (``q_proj``, ``k_proj``, ``v_proj``, ``out_proj`` and ``num_heads``
     attributes, as in ``segment_anything.modeling.transformer.Attention`` and :class:`Attention`) with
-    ``torch.nn.functional.scaled_dot_product_attention``. Mathematically identical to SAM's explicit
-    ``softmax(q k^T / sqrt(d)) v``, and it accepts a key mask.
+    :func:`multihead_attention`. Mathematically identical to SAM's explicit ``softmax(q k^T / sqrt(d)) v``,
+    and it accepts a key mask.
 
     Args:
         module: the attention module whose projections are used.
@@ -25,20 +52,12 @@ def sam_attention(
         k: keys ``(B, Nk, E)``.
         v: values ``(B, Nk, E)``.
         key_mask: optional boolean ``(B, Nk)``; ``False`` marks keys that must be ignored (padding).
-            Every query must keep at least one valid key.
 
     Returns:
         ``(B, Nq, E)``.
     """
-    heads = module.num_heads
-    q, k, v = module.q_proj(q), module.k_proj(k), module.v_proj(v)
-    b, nq, c = q.shape
-    q = q.reshape(b, nq, heads, c // heads).transpose(1, 2)
-    k = k.reshape(b, k.shape[1], heads, c // heads).transpose(1, 2)
-    v = v.reshape(b, v.shape[1], heads, c // heads).transpose(1, 2)
-    mask = None if key_mask is None else key_mask[:, None, None, :]
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    return module.out_proj(out.transpose(1, 2).reshape(b, nq, c))
+    out = multihead_attention(module.q_proj(q), module.k_proj(k), module.v_proj(v), module.num_heads, key_mask)
+    return module.out_proj(out)
 
 
 class Attention(nn.Module):
