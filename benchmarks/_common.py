@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 __all__ = [
+    "CLOCKS",
     "DTYPES",
     "add_common_arguments",
     "autocast",
@@ -33,6 +34,8 @@ __all__ = [
 ]
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
+_clock = {"name": "wall"}
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,10 +46,20 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls before timing")
     parser.add_argument("--repeats", type=int, default=3, help="timed calls; the median is reported")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--clock",
+        choices=CLOCKS,
+        default="wall",
+        help="wall: elapsed time; process: CPU time of this process (CPU only, with --threads 1 a contention-robust "
+        "measure on a shared machine)",
+    )
 
 
 def setup(args: argparse.Namespace) -> torch.device:
-    """Apply ``--threads`` and check ``--device``; returns the device."""
+    """Apply ``--threads`` and ``--clock``, check ``--device``; returns the device."""
+    if getattr(args, "clock", "wall") == "process" and args.device != "cpu":
+        raise SystemExit("--clock process measures CPU time and needs --device cpu.")
+    _clock["name"] = getattr(args, "clock", "wall")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -80,16 +93,17 @@ def synchronize(device: torch.device) -> None:
 
 
 def time_call(fn: Callable[[], object], device: torch.device, warmup: int = 1, repeats: int = 3) -> float:
-    """Median wall seconds of ``fn()`` over ``repeats`` calls after ``warmup`` untimed calls."""
+    """Median seconds (the ``--clock`` given to :func:`setup`) of ``fn()`` over ``repeats`` calls after ``warmup``."""
+    clock = CLOCKS[_clock["name"]]
     for _ in range(warmup):
         fn()
     synchronize(device)
     times = []
     for _ in range(max(1, repeats)):
-        start = time.perf_counter()
+        start = clock()
         fn()
         synchronize(device)
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return statistics.median(times)
 
 
@@ -149,6 +163,7 @@ def environment(device: torch.device) -> dict:
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "clock": _clock["name"],
         "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
