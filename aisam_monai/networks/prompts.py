@@ -127,7 +127,9 @@ def user_point_tokens(
             f"points must be (B, C, K, 2) with point_labels (B, C, K), got {tuple(points.shape)} and {tuple(labels.shape)}."
         )
     b, c, k, _ = points.shape
-    coords = prompt_encoder.pe_layer.forward_with_coords(points.float() + 0.5, (image_size, image_size))
+    # SAM's encoder indexes (N, P, 2) coordinates: fold the classes into the point axis and back.
+    flat = points.float().reshape(b, c * k, 2) + 0.5
+    coords = prompt_encoder.pe_layer.forward_with_coords(flat, (image_size, image_size)).view(b, c, k, -1)
     order = class_order(c, points.device)
     coords = coords[:, order]  # (B, Ct, Cs, K, D): target class, source class in prompt order
     src_labels = labels[:, order]

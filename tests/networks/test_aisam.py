@@ -91,6 +91,16 @@ class TestBatchedEqualsLoop(unittest.TestCase):
         torch.testing.assert_close(fast["point_weights"], ref["point_weights"], atol=1e-5, rtol=0)
         torch.testing.assert_close(fast["class_logits"], ref["class_logits"], atol=1e-5, rtol=0)
 
+    @parameterized.expand([[1], [3]])
+    def test_equal_any_number_of_clicks(self, k):
+        points = torch.rand(2, 4, k, 2, generator=torch.Generator().manual_seed(k)) * 127
+        labels = torch.ones(2, 4, k, dtype=torch.long)
+        labels[1, 2] = -1
+        with torch.no_grad():
+            fast = self.model(self.image[:2], points=points, point_labels=labels)
+            ref = reference_forward(self.model, self.image[:2], points=points, point_labels=labels)
+        torch.testing.assert_close(fast["logits"], ref["logits"], atol=1e-5, rtol=0)
+
     def test_user_points_change_masks(self):
         with torch.no_grad():
             auto = self.model(self.image)["logits"]
