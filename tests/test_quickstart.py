@@ -1,0 +1,40 @@
+# Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
+"""The quickstart end to end with a minimal setting (4 synthetic patients, one epoch, S=64)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import unittest
+
+import nibabel as nib
+
+from aisam_monai.quickstart import run_quickstart
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class TestQuickstart(unittest.TestCase):
+    def test_all_steps_write_their_outputs(self):
+        cwd = os.getcwd()
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        with tempfile.TemporaryDirectory() as d:
+            os.chdir(REPO)  # the quickstart runs the bundles from the repository root
+            try:
+                summary = run_quickstart(out=d, cases=4, epochs=1, image_size=64)
+            finally:
+                os.chdir(cwd)
+            self.assertEqual(set(summary["protocols"]), {"aisam", "transunet"})
+            self.assertGreater(summary["protocols"]["aisam"]["num_cases"], 0)
+            self.assertTrue(os.path.getsize(os.path.join(d, "quickstart.png")) > 1000)
+            preds = os.listdir(os.path.join(d, "acdc", "predictions"))
+            seg = [p for p in preds if p.endswith("_seg.nii.gz")]
+            self.assertEqual(len(seg), 1)
+            self.assertIn(seg[0].replace("_seg.nii.gz", "_points.json"), preds)
+            case = seg[0].replace("_seg.nii.gz", "")
+            image = nib.load(os.path.join(d, "data", "acdc", "images", f"{case}.nii.gz"))
+            self.assertEqual(nib.load(os.path.join(d, "acdc", "predictions", seg[0])).shape, image.shape)
+
+
+if __name__ == "__main__":
+    unittest.main()
