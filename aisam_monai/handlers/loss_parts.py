@@ -15,7 +15,7 @@ class LossPartsHandler:
     """
     Average every entry of ``engine.state.output[output_key]`` (a dict of scalar tensors, e.g. the parts of
     :class:`~aisam_monai.losses.AISAMLoss`) over each epoch and store the means as
-    ``engine.state.metrics[prefix + name]``, where ``StatsHandler``, ``TensorBoardStatsHandler`` and the MLflow
+    ``engine.state.metrics[prefix + name]`` (the total ``loss`` as ``prefix + "total"``), where ``StatsHandler``, ``TensorBoardStatsHandler`` and the MLflow
     handler log them. Attach it before those handlers.
 
     Args:
@@ -48,4 +48,4 @@ class LossPartsHandler:
 
     def _publish(self, engine: Engine) -> None:
         for name, total in self._sums.items():
-            engine.state.metrics[f"{self.prefix}{name}"] = total / max(self._count, 1)
+            engine.state.metrics[f"{self.prefix}{'total' if name == 'loss' else name}"] = total / max(self._count, 1)

@@ -13,10 +13,10 @@ from monai.utils import string_list_all_gather
 
 from aisam_monai.metrics import write_report
 
-__all__ = ["PaperReportHandler"]
+__all__ = ["PaperReportHandler", "batch_case_names"]
 
 
-def _case_name(batch: dict, key: str) -> list[str]:
+def batch_case_names(batch: dict, key: str) -> list[str]:
     """Case names (file stems) of a batch from the image's ``filename_or_obj`` metadata."""
     image = batch.get(key)
     meta = getattr(image, "meta", None) or batch.get(f"{key}_meta_dict") or {}
@@ -72,7 +72,7 @@ class PaperReportHandler:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._write)
 
     def _collect(self, engine: Engine) -> None:
-        self._names.extend(_case_name(engine.state.batch, self.image_key))
+        self._names.extend(batch_case_names(engine.state.batch, self.image_key))
 
     def _write(self, engine: Engine) -> None:
         names = string_list_all_gather(self._names) if idist.get_world_size() > 1 else list(self._names)

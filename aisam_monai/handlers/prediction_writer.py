@@ -14,7 +14,7 @@ import torch
 from ignite.engine import Engine, Events
 from monai.data import MetaTensor, NibabelWriter, decollate_batch
 
-from aisam_monai.handlers.metric_report import _case_name
+from aisam_monai.handlers.metric_report import batch_case_names
 
 __all__ = ["PredictionWriter", "points_record"]
 
@@ -112,7 +112,7 @@ class PredictionWriter:
         pred = output["pred"]
         if pred.shape[0] != 1:
             raise ValueError(f"PredictionWriter writes one volume per iteration, got a batch of {pred.shape[0]}.")
-        (case,) = _case_name(engine.state.batch, self.image_key) or [f"case_{engine.state.iteration - 1}"]
+        (case,) = batch_case_names(engine.state.batch, self.image_key) or [f"case_{engine.state.iteration - 1}"]
         volume = decollate_batch(pred, detach=True)[0]  # (1, H, W, D) channel-first with its own metadata
         meta = dict(volume.meta) if isinstance(volume, MetaTensor) else {}
         image_file = str(meta.get("filename_or_obj", case))
