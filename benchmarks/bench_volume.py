@@ -23,7 +23,9 @@ from collections.abc import Sequence
 import nibabel as nib
 import numpy as np
 import torch
+from ignite.engine import Events
 from monai.data import DataLoader, Dataset
+from monai.engines.utils import IterationEvents
 
 from aisam_monai.engines import AISAMEvaluator
 from aisam_monai.handlers import PredictionWriter
@@ -43,7 +45,7 @@ from benchmarks._common import (
 )
 from benchmarks.bench_forward import build_model
 
-__all__ = ["CASES", "main", "write_volume"]
+__all__ = ["CASES", "attach_phase_timer", "main", "write_volume"]
 
 INTENSITY = {"kind": "range", "a_min": -125, "a_max": 275}
 """Abdominal CT window of the Synapse recipe, used for both volumes."""
@@ -57,6 +59,28 @@ def write_volume(path: str, shape: Sequence[int], seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     data = rng.integers(-1000, 1000, size=tuple(shape), dtype=np.int16)
     nib.save(nib.Nifti1Image(data, np.diag([1.5, 1.5, 5.0, 1.0])), path)
+
+
+def attach_phase_timer(evaluator: AISAMEvaluator, device: torch.device) -> dict[str, float]:
+    """
+    Record the wall time of the phases of each iteration: ``load`` (reading + preprocessing the NIfTI), ``infer``
+    (the inferer) and ``write`` (the handlers attached before this one: the prediction writer). Returns the dict
+    that the events fill.
+    """
+    marks: dict[str, float] = {}
+
+    def mark(name: str):
+        def handler(_engine) -> None:
+            synchronize(device)
+            marks[name] = time.perf_counter()
+
+        return handler
+
+    evaluator.add_event_handler(Events.GET_BATCH_STARTED, mark("batch_started"))
+    evaluator.add_event_handler(Events.GET_BATCH_COMPLETED, mark("batch_completed"))
+    evaluator.add_event_handler(IterationEvents.FORWARD_COMPLETED, mark("forward_completed"))
+    evaluator.add_event_handler(Events.ITERATION_COMPLETED, mark("iteration_completed"))
+    return marks
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -98,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             evaluator = AISAMEvaluator(
                 device=device, val_data_loader=loader, network=model, inferer=inferer, val_handlers=[writer], amp=amp
             )
+            marks = attach_phase_timer(evaluator, device)
             before = rss_mb()
             reset_peaks(device)
             start = time.perf_counter()
@@ -111,11 +136,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
             rows.append({
                 "case": case, "shape": "x".join(map(str, shape)), "sam_type": args.sam_type, "image_size": args.size,
                 "num_classes": args.classes, "sw_batch_size": args.sw_batch_size, "amp": amp, "seconds": seconds,
-                "slices_per_s": shape[2] / seconds, "rss_before_mb": before, "peak_rss_mb": peak,
+                "slices_per_s": shape[2] / seconds,
+                "load_s": marks["batch_completed"] - marks["batch_started"],
+                "infer_s": marks["forward_completed"] - marks["batch_completed"],
+                "write_s": marks["iteration_completed"] - marks["forward_completed"],
+                "rss_before_mb": before, "peak_rss_mb": peak,
                 "peak_beyond_before_mb": None if peak is None or before is None else peak - before,
                 "input_float32_mb": float(np.prod(shape)) * 4 / 2**20, "gpu_peak_mb": gpu_peak_mb(device),
             })
-    print_table(rows, ["case", "shape", "sam_type", "image_size", "sw_batch_size", "seconds", "slices_per_s", "rss_before_mb",
+    print_table(rows, ["case", "shape", "sam_type", "image_size", "sw_batch_size", "seconds", "load_s", "infer_s", "write_s",
+                       "rss_before_mb",
                        "peak_rss_mb", "peak_beyond_before_mb", "input_float32_mb", "gpu_peak_mb"],
                 "whole volume NIfTI -> NIfTI (load, infer, write)")
     options = {k: getattr(args, k) for k in ("sdpa_encoder", "sw_batch_size")}
