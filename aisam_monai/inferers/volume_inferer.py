@@ -38,8 +38,9 @@ class SliceVolumeInferer(Inferer):
     Per batch of slices: resize to ``S x S`` (bilinear), replicate to 3 channels, SAM-normalise, run the model
     (all classes batched inside it), combine the class masks with the class gate at low resolution, and resize
     back to the slice grid: ``nearest`` on the label map, or ``bilinear`` on the gated class probabilities of
-    that batch. Memory is bounded by one batch of slices whatever the depth; the output is an integer label
-    volume. Prompts travel through :meth:`__call__` (MONAI's ``SliceInferer`` drops extra keyword arguments).
+    that batch. Memory is bounded by one batch of slices whatever the depth; the output is a uint8 label
+    volume (up to 256 classes). Prompts travel through :meth:`__call__` (MONAI's ``SliceInferer`` drops extra
+    keyword arguments).
 
     Args:
         image_size: model input side ``S``.
@@ -58,7 +59,7 @@ class SliceVolumeInferer(Inferer):
 
         inferer = SliceVolumeInferer(image_size=256, sw_batch_size=8)
         result = inferer(volume, model)  # volume (1, H, W, D) or (1, 1, H, W, D), intensities in [0, 1]
-        result["pred"]          # (1, H, W, D) or (1, 1, H, W, D) int64 labels on the input grid
+        result["pred"]          # (1, H, W, D) or (1, 1, H, W, D) uint8 labels on the input grid
         result["pred_lowres"]   # the same layout at (S/4, S/4) per slice
         result["points"]        # (D, C, Np, 3) generated points in input voxel coordinates
     """
@@ -167,7 +168,7 @@ class SliceVolumeInferer(Inferer):
                 They are added to those of the evaluation mode.
 
         Returns:
-            ``pred`` (input layout, int64, a MetaTensor with the input's metadata when the input is one),
+            ``pred`` (input layout, uint8 labels, a MetaTensor with the input's metadata when the input is one),
             ``pred_lowres`` (same layout with slices of ``S/4 x S/4``), ``points (D, C, Np, 3)`` generated points
             in input voxel coordinates (float), ``class_probs (D, C)`` presence probabilities (NaN without a
             classifier), and, when ``label`` is given, ``label_lowres``: the label resized per slice to ``S`` and then
@@ -196,8 +197,9 @@ class SliceVolumeInferer(Inferer):
         h, w, depth = volume.shape
         low = self.image_size // 4
         device = volume.device
-        pred = torch.zeros((h, w, depth), dtype=torch.int64, device=device)
-        pred_low = torch.zeros((low, low, depth), dtype=torch.int64, device=device)
+        # uint8 label volumes: a quarter of the float32 input's memory (classes < 256)
+        pred = torch.zeros((h, w, depth), dtype=torch.uint8, device=device)
+        pred_low = torch.zeros((low, low, depth), dtype=torch.uint8, device=device)
         label_low = None if gt is None else torch.zeros_like(pred_low)
         points = None  # (D, C, Np, 3), allocated once Np is known from the first output
         probs = torch.full((depth, num_classes), float("nan"), device=device)
@@ -211,7 +213,7 @@ class SliceVolumeInferer(Inferer):
             if gt is not None:  # label on the model grid (prompts) and on the S/4 evaluation grid (spec §3.4)
                 lab = gt[..., index].permute(2, 0, 1).unsqueeze(1).float()
                 lab = F.interpolate(lab, size=image.shape[-2:], mode="nearest-exact")
-                label_low[..., index] = F.interpolate(lab, size=(low, low), mode="nearest-exact")[:, 0].permute(1, 2, 0).long()
+                label_low[..., index] = F.interpolate(lab, size=(low, low), mode="nearest-exact")[:, 0].permute(1, 2, 0).to(torch.uint8)
             if self.needs_label:
                 kwargs.update(self._label_prompts(lab.long(), num_classes, num_points, generator))
             if self.eval_mode == "one_hot_points":
@@ -226,14 +228,14 @@ class SliceVolumeInferer(Inferer):
                 out = model(image, **kwargs)
             class_labels = kwargs.get("class_labels")
             labels_low = model.predict_labels(out, gate=self.gate, threshold=self.threshold, class_labels=class_labels)
-            pred_low[..., index] = labels_low[:, 0].permute(1, 2, 0)
+            pred_low[..., index] = labels_low[:, 0].permute(1, 2, 0).to(torch.uint8)
             if self.resample == "nearest":
                 back = F.interpolate(labels_low.float(), size=(h, w), mode="nearest-exact")[:, 0].long()
             else:
                 g = class_gate(out.get("class_logits"), num_classes, self.gate, self.threshold, class_labels)
                 p = out["logits"].float().softmax(1) * g.to(device)[:, :, None, None]
                 back = F.interpolate(p, size=(h, w), mode="bilinear", align_corners=False).argmax(1)
-            pred[..., index] = back.permute(1, 2, 0)
+            pred[..., index] = back.permute(1, 2, 0).to(torch.uint8)
             xy = out["points"].float()  # (k, C, Np, 2) model pixels
             rows = (xy[..., 1] + 0.5) * h / self.image_size - 0.5
             cols = (xy[..., 0] + 0.5) * w / self.image_size - 0.5

@@ -51,10 +51,14 @@ class TestSliceVolumeInferer(unittest.TestCase):
         vol = torch.zeros(1, 32, 32, 32)
         vol[:, 4:16, 8:20, 12:28] = 1.0
         net = ThresholdNet()
-        result = SliceVolumeInferer(image_size=32, sw_batch_size=4, spatial_dim=spatial_dim)(vol, net)
+        label = (vol > 0.5).long()
+        result = SliceVolumeInferer(image_size=32, sw_batch_size=4, spatial_dim=spatial_dim)(vol, net, label=label)
         self.assertEqual(result["pred"].shape, vol.shape)
-        self.assertEqual(result["pred"].dtype, torch.int64)
-        torch.testing.assert_close(result["pred"], (vol > 0.5).long())
+        # the label on the S/4 grid (aisam protocol) matches the low-res prediction of this exact stand-in
+        torch.testing.assert_close(result["label_lowres"], result["pred_lowres"])
+        self.assertEqual(result["label_lowres"].shape[1 + spatial_dim], 32)
+        self.assertEqual(result["pred"].dtype, torch.uint8)
+        torch.testing.assert_close(result["pred"], (vol > 0.5).to(torch.uint8))
         self.assertTrue(all(call["batch"] <= 4 for call in net.calls))
         self.assertEqual(sum(call["batch"] for call in net.calls), vol.shape[1 + spatial_dim])
 
