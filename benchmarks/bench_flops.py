@@ -57,7 +57,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=4, help="batch of the timed forward (0: count only)")
     parser.add_argument("--dtype", default="fp32", help="fp32 or bf16 autocast for the timed forward")
     parser.add_argument("--peak-tflops", type=float, default=None, help="the device's peak TFLOP/s for the dtype")
-    parser.add_argument("--sdpa-encoder", action="store_true", help="encoder attention via SDPA")
+    parser.add_argument("--stock-encoder", action="store_true", help="segment-anything's encoder attention (default: SDPA)")
     args = parser.parse_args(argv)
     if args.smoke:
         args.sam_types, args.sizes, args.classes, args.batch = ["tiny"], [64], [3], 2
@@ -74,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     for sam_type in args.sam_types:
         for size in args.sizes:
             for num_classes in args.classes:
-                model = build_model(sam_type, size, num_classes, device, args.sdpa_encoder).eval()
+                model = build_model(sam_type, size, num_classes, device, args.stock_encoder).eval()
                 flops = count_flops(model, size, device)
                 row = {
                     "sam_type": sam_type, "image_size": size, "num_classes": num_classes,
@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     print_table(rows, ["sam_type", "image_size", "num_classes", "encoder_gflop", "decoder_gflop", "total_gflop", "slices_per_s",
                        "achieved_tflops", "fraction_of_peak", "flop_limited_slices_per_s"],
                 f"FLOPs per slice; achieved rate at batch {args.batch}, {args.dtype}")
-    options = {k: getattr(args, k) for k in ("batch", "dtype", "peak_tflops", "sdpa_encoder", "warmup", "repeats")}
+    options = {k: getattr(args, k) for k in ("batch", "dtype", "peak_tflops", "stock_encoder", "warmup", "repeats")}
     record = {"benchmark": "flops", "env": environment(device), "options": options, "rows": rows}
     write_json(args.out, record)
     return record

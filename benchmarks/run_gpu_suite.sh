@@ -11,7 +11,8 @@
 #
 # With the session's device tool: run(command="bash benchmarks/run_gpu_suite.sh $OUT", carry=[".gpu_site"],
 # timeout_s=420, kind="nvidia-h200"); on an H100 the batch-32 fp32 rows may report "out of memory".
-# Every stage has its own time limit, so a slow stage cannot starve the ones after it. A plumbing check on CPU:
+# Every stage has its own time limit, so a slow stage cannot starve the ones after it (bench_forward writes its JSON
+# after every configuration, the most important first). A plumbing check on CPU:
 # DEVICE=cpu SUITE_EXTRA=--smoke benchmarks/run_gpu_suite.sh /tmp/suite
 set -u
 
@@ -53,14 +54,14 @@ stage() {  # stage NAME LIMIT_S MODULE ARGS...
 } >>"$LOG" 2>&1
 
 # 1. automatic forward, ViT-B at 256/512/1024, C = 4 and 9, fp32 and bf16, against the reference loop
-stage forward_vit_b 75 bench_forward --sam-types vit_b --sizes 256 512 1024 --classes 4 9 --batches 1 8 16 32 \
+stage forward_vit_b 75 bench_forward --sam-types vit_b --sizes 1024 512 256 --classes 9 4 --batches 1 8 16 32 \
     --dtypes bf16 fp32 --warmup 2 --repeats 5 --baseline-repeats 3
 # ViT-H at 1024, bf16
 stage forward_vit_h 40 bench_forward --sam-types vit_h --sizes 1024 --classes 4 9 --batches 1 8 16 --dtypes bf16 \
     --warmup 2 --repeats 3 --baseline-repeats 2
-# the encoder's attention through SDPA (relative position as an additive mask)
-stage forward_sdpa 35 bench_forward --sam-types vit_b vit_h --sizes 1024 --classes 9 --batches 1 8 32 --dtypes bf16 \
-    --sdpa-encoder --no-baseline --warmup 2 --repeats 5
+# segment-anything's own encoder attention instead of the default SDPA path (relative position as an additive mask)
+stage forward_stock 35 bench_forward --sam-types vit_b vit_h --sizes 1024 --classes 9 --batches 1 8 32 --dtypes bf16 \
+    --stock-encoder --no-baseline --warmup 2 --repeats 5
 # 2. training step with LoRA, ViT-B at 1024, C = 9, bf16, against the per-class loop step
 stage train 45 bench_train_step --sam-type vit_b --size 1024 --classes 9 --batches 1 4 8 --baseline-batch 1 \
     --warmup 1 --repeats 3

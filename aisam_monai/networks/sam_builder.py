@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 from torch import nn
 
+from .encoder_attention import use_sdpa_encoder_attention
+
 __all__ = ["SAMConfig", "SAM_CONFIGS", "CheckpointError", "build_sam", "load_sam_checkpoint", "count_parameters"]
 
 
@@ -50,7 +52,9 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be loaded into the model it was given to."""
 
 
-def build_sam(sam_type: str = "vit_b", image_size: int = 1024, checkpoint: str | None = None) -> Sam:
+def build_sam(
+    sam_type: str = "vit_b", image_size: int = 1024, checkpoint: str | None = None, sdpa_attention: bool = True
+) -> Sam:
     """
     Build a SAM model with the architecture of ``sam_type`` for square inputs of side ``image_size``.
 
@@ -58,6 +62,9 @@ def build_sam(sam_type: str = "vit_b", image_size: int = 1024, checkpoint: str |
         sam_type: ``"vit_b"``, ``"vit_l"``, ``"vit_h"`` or ``"tiny"``.
         image_size: input side ``S``, a multiple of 16; the embedding grid is ``S/16``.
         checkpoint: optional official SAM state dict file, loaded with :func:`load_sam_checkpoint`.
+        sdpa_attention: compute the image encoder's attention with ``scaled_dot_product_attention``
+            (:func:`~aisam_monai.networks.encoder_attention.use_sdpa_encoder_attention`; same parameters and
+            outputs, faster); False keeps the stock attention of ``segment-anything``.
 
     Returns:
         a ``segment_anything.modeling.Sam`` (random weights when ``checkpoint`` is None).
@@ -104,6 +111,8 @@ def build_sam(sam_type: str = "vit_b", image_size: int = 1024, checkpoint: str |
         pixel_mean=[123.675, 116.28, 103.53],
         pixel_std=[58.395, 57.12, 57.375],
     )
+    if sdpa_attention:
+        use_sdpa_encoder_attention(sam.image_encoder)
     if checkpoint is not None:
         load_sam_checkpoint(sam, checkpoint)
     return sam

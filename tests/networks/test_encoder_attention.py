@@ -9,6 +9,7 @@ from parameterized import parameterized
 from aisam_monai.networks import AISAM
 from aisam_monai.networks.encoder_attention import SDPAEncoderAttention, use_sdpa_encoder_attention
 from aisam_monai.networks.lora import apply_lora
+from aisam_monai.networks.sam_builder import build_sam
 
 torch.set_num_threads(1)
 
@@ -30,9 +31,10 @@ class TestSDPAEncoderAttention(unittest.TestCase):
         model = _model(size).eval()
         image = torch.rand(batch, 3, size, size)
         with torch.no_grad():
-            stock = model(image)
-            self.assertEqual(use_sdpa_encoder_attention(model.sam.image_encoder), len(model.sam.image_encoder.blocks))
             fast = model(image)
+            self.assertEqual(use_sdpa_encoder_attention(model.sam.image_encoder, False), len(model.sam.image_encoder.blocks))
+            stock = model(image)
+            use_sdpa_encoder_attention(model.sam.image_encoder)
         self.assertIsInstance(model.sam.image_encoder.blocks[0].attn, SDPAEncoderAttention)
         for key in ("logits", "class_logits", "point_weights"):
             torch.testing.assert_close(fast[key], stock[key], atol=1e-5, rtol=1e-5, msg=key)
@@ -50,9 +52,15 @@ class TestSDPAEncoderAttention(unittest.TestCase):
         torch.testing.assert_close(grads[1], grads[0], atol=1e-6, rtol=1e-5)
         self.assertEqual(state.keys(), model.state_dict().keys())  # the switch leaves the state dict alone
 
+    def test_default_and_opt_out(self):
+        self.assertIsInstance(build_sam("tiny", 64).image_encoder.blocks[0].attn, SDPAEncoderAttention)
+        stock = build_sam("tiny", 64, sdpa_attention=False).image_encoder.blocks[0].attn
+        self.assertNotIsInstance(stock, SDPAEncoderAttention)
+
     def test_switch_is_per_instance_and_reversible(self):
         model, other = _model(), _model()
-        use_sdpa_encoder_attention(model.sam.image_encoder)
+        use_sdpa_encoder_attention(other.sam.image_encoder, False)
+        self.assertIsInstance(model.sam.image_encoder.blocks[0].attn, SDPAEncoderAttention)
         self.assertNotIsInstance(other.sam.image_encoder.blocks[0].attn, SDPAEncoderAttention)
         self.assertEqual(use_sdpa_encoder_attention(model.sam.image_encoder), 0)  # already switched
         apply_lora(model.sam.image_encoder, 2)  # LoRA still finds the fused qkv
