@@ -4,8 +4,9 @@ Question 1: automatic forward throughput (slices/s) of AI-SAM, against the refer
 
 For every backbone x image size x class count: the batched model (``AISAM.forward`` + label combination) at
 each batch size and dtype, and the baseline path (:func:`~aisam_monai.networks.reference.reference_forward`:
-per-image, per-class loop, batch 1, segment-anything's own encoder attention) in the same run. Random weights;
-the input is random noise.
+per-image, per-class loop, batch 1, segment-anything's own encoder attention) in the same run, with the largest
+mask-logit difference and the label agreement between the two paths on the same image. Random weights; the input is
+random noise.
 
     python -m benchmarks.bench_forward                         # CPU: tiny, 256, C = 4 and 9
     python -m benchmarks.bench_forward --device cuda --sam-types vit_b vit_h --sizes 1024 \
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 
 import torch
 
-from aisam_monai.networks import AISAM
+from aisam_monai.networks import AISAM, combine_class_masks
 from aisam_monai.networks.encoder_attention import use_sdpa_encoder_attention
 from aisam_monai.networks.reference import reference_forward
 from benchmarks._common import (
@@ -35,7 +36,7 @@ from benchmarks._common import (
     write_json,
 )
 
-__all__ = ["build_model", "main"]
+__all__ = ["agreement", "build_model", "main"]
 
 
 def build_model(
@@ -54,6 +55,17 @@ def build_model(
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
+
+
+def agreement(batched: dict, reference: dict) -> dict[str, float]:
+    """
+    How far the batched output is from the reference path's on the same image: ``max_logit_diff`` (largest absolute
+    mask-logit difference) and ``label_agreement`` (fraction of equal pixels of the hard-gated label maps).
+    """
+    diff = (batched["logits"].float() - reference["logits"].float()).abs().max().item()
+    labels = combine_class_masks(batched["logits"], batched["class_logits"])
+    reference_labels = combine_class_masks(reference["logits"], reference["class_logits"])
+    return {"max_logit_diff": diff, "label_agreement": (labels == reference_labels).float().mean().item()}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -128,10 +140,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
                         reset_peaks(device)
                         use_sdpa_encoder_attention(model.sam.image_encoder, False)  # the reference recipe's encoder
                         seconds = time_call(run_baseline, device, args.warmup, args.baseline_repeats or args.repeats)
+                        reference = run_baseline()
                         use_sdpa_encoder_attention(model.sam.image_encoder, not args.stock_encoder)
+                        with torch.inference_mode(), autocast(dtype, device):
+                            batched = forward(image)
                         row = {
                             **config, "path": "reference", "dtype": dtype, "batch": 1, "ms_per_batch": 1e3 * seconds,
                             "ms_per_slice": 1e3 * seconds, "slices_per_s": 1 / seconds, "gpu_peak_mb": gpu_peak_mb(device),
+                            **agreement(batched, reference),
                         }
                         rows.append(row)
                         if best_base is None or row["slices_per_s"] > best_base["slices_per_s"]:
@@ -146,15 +162,19 @@ def main(argv: Sequence[str] | None = None) -> dict:
                     "batch1_ms": batch1,
                     "baseline_slices_per_s": best_base and best_base["slices_per_s"],
                     "ratio_vs_baseline": best_base and best and best["slices_per_s"] / best_base["slices_per_s"],
+                    "max_logit_diff": max((r["max_logit_diff"] for r in rows if r["path"] == "reference"
+                                           and all(r[k] == v for k, v in config.items())), default=None),
                 })
                 write_json(args.out, record)  # after every configuration: a run cut short keeps what it measured
                 del model, forward
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
-    print_table(rows, ["sam_type", "image_size", "num_classes", "path", "dtype", "batch", "ms_per_slice", "slices_per_s", "gpu_peak_mb"],
+    print_table(rows, ["sam_type", "image_size", "num_classes", "path", "dtype", "batch", "ms_per_slice", "slices_per_s", "gpu_peak_mb",
+                       "max_logit_diff", "label_agreement", "status"],
                 "automatic forward (median of repeats)")
     print_table(summary, ["sam_type", "image_size", "num_classes", "best_slices_per_s", "best_batch", "best_dtype", "batch1_ms",
-                          "baseline_slices_per_s", "ratio_vs_baseline"], "summary (ratio = best batched / best reference, same run)")
+                          "baseline_slices_per_s", "ratio_vs_baseline", "max_logit_diff"],
+                "summary (ratio = best batched / best reference, same run; max_logit_diff = batched vs reference, batch 1)")
     write_json(args.out, record)
     return record
 
