@@ -10,7 +10,7 @@ before it runs.
 
 Usage (from the repository root)::
 
-    python -m aisam_monai.quickstart [--out quickstart_out] [--epochs 60] [--image_size 96]
+    python -m aisam_monai.quickstart [--out quickstart_out] [--epochs 80] [--image_size 192]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -95,9 +96,9 @@ def _figure(image_file: str, label_file: str, pred_file: str, points_file: str, 
 def run_quickstart(
     out: str = "quickstart_out",
     cases: int = 20,
-    epochs: int = 60,
-    image_size: int = 96,
-    learning_rate: float = 1e-3,
+    epochs: int = 80,
+    image_size: int = 192,
+    learning_rate: float = 2e-3,
     seed: int = 0,
 ) -> dict:
     """
@@ -120,6 +121,9 @@ def run_quickstart(
           "--seed", str(seed)], os.path.join(logs, "1_synthetic.log"))  # fmt: skip
     _run([py, "-m", "aisam_monai.data.prepare", "acdc", "--source", raw, "--out", data, "--overwrite"],
          os.path.join(logs, "2_prepare.log"))  # fmt: skip
+    if os.path.isdir(train_dir):  # a fresh run: the bundle would otherwise resume from an earlier quickstart
+        print(f"removing the previous quickstart run in {train_dir}")
+        shutil.rmtree(train_dir)
     common = {"dataset_dir": data, "output_dir": train_dir, "sam_type": "tiny", "image_size": image_size}
     train = {
         **common,
@@ -172,9 +176,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m aisam_monai.quickstart", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="quickstart_out", help="output folder")
     parser.add_argument("--cases", type=int, default=20, help="synthetic patients (2 volumes each)")
-    parser.add_argument("--epochs", type=int, default=60)
-    parser.add_argument("--image_size", type=int, default=96)
-    parser.add_argument("--learning_rate", type=float, default=1e-3)
+    parser.add_argument("--epochs", type=int, default=80)
+    parser.add_argument("--image_size", type=int, default=192)
+    parser.add_argument("--learning_rate", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if not os.path.isdir(os.path.join(BUNDLE, "configs")):
