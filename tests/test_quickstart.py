@@ -17,7 +17,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 class TestQuickstart(unittest.TestCase):
     def test_all_steps_write_their_outputs(self):
         cwd = os.getcwd()
-        os.environ.setdefault("OMP_NUM_THREADS", "1")
         with tempfile.TemporaryDirectory() as d:
             os.chdir(REPO)  # the quickstart runs the bundles from the repository root
             try:

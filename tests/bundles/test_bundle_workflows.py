@@ -22,6 +22,7 @@ from monai.bundle import ConfigWorkflow
 
 from aisam_monai.networks import AISAM
 
+torch.set_num_threads(1)
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FAST = {"sam_type": "tiny", "image_size": 64, "sw_batch_size": 16, "progress": False, "batch_size": 2}
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
