@@ -92,10 +92,12 @@ class CheckedCheckpointLoader(CheckpointLoader):
 
 
 class _BestTracking:
-    """State of a best-model ``CheckpointSaver`` (its kept files and their scores) as a checkpointable object."""
+    """State of a best-model ``CheckpointSaver`` (its kept files and their scores) as a checkpointable object;
+    on loading, the best score is also restored in the ``validator``'s state (its "new best" bookkeeping)."""
 
-    def __init__(self, saver: CheckpointSaver) -> None:
+    def __init__(self, saver: CheckpointSaver, validator: Engine | None = None) -> None:
         self.saver = saver
+        self.validator = validator
 
     def state_dict(self) -> dict:
         tracker = self.saver._key_metric_checkpoint  # the ignite Checkpoint behind save_key_metric
@@ -103,6 +105,9 @@ class _BestTracking:
 
     def load_state_dict(self, state: dict) -> None:
         self.saver.load_state_dict(state)
+        saved = state.get("saved", [])
+        if self.validator is not None and saved:  # scores are the key metric (a saver without negative sign)
+            self.validator.state.best_metric = max(float(item[0]) for item in saved)
 
 
 class ResumeHandler:
@@ -121,6 +126,7 @@ class ResumeHandler:
         save_dict: objects to save and restore besides the trainer, e.g.
             ``{"model": net, "optimizer": opt, "lr_scheduler": sched}``; ``"model"`` is checked against the file.
         best_saver: optional best-model ``CheckpointSaver`` whose tracking state is saved and restored.
+        validator: optional evaluator whose ``best_metric`` is restored with the tracking state.
         save_interval: epochs between saves.
         map_location: where loaded tensors go.
     """
@@ -130,13 +136,14 @@ class ResumeHandler:
         checkpoint_dir: str,
         save_dict: dict,
         best_saver: CheckpointSaver | None = None,
+        validator: Engine | None = None,
         save_interval: int = 1,
         map_location: str | dict | None = "cpu",
     ) -> None:
         self.checkpoint_dir = checkpoint_dir
         self.save_dict = dict(save_dict)
         if best_saver is not None:
-            self.save_dict["best_tracking"] = _BestTracking(best_saver)
+            self.save_dict["best_tracking"] = _BestTracking(best_saver, validator)
         self.save_interval = save_interval
         self.map_location = map_location
         self.logger = logging.getLogger("aisam_monai.resume")
