@@ -64,8 +64,10 @@ def write_volume(path: str, shape: Sequence[int], seed: int = 0) -> None:
 def attach_phase_timer(evaluator: AISAMEvaluator, device: torch.device) -> dict[str, float]:
     """
     Record the wall time of the phases of each iteration: ``load`` (reading + preprocessing the NIfTI), ``infer``
-    (the inferer) and ``write`` (the handlers attached before this one: the prediction writer). Returns the dict
-    that the events fill.
+    (the inferer) and ``write`` (the handlers attached before this one: the prediction writer), and the host memory:
+    the peak of the load phase (``load_peak_rss``), the RSS once loaded (``loaded_rss``), and the peaks of inference
+    (``infer_peak_rss``) and writing (``write_peak_rss``); the peak is reset between phases. Returns the dict that
+    the events fill.
     """
     marks: dict[str, float] = {}
 
@@ -73,6 +75,15 @@ def attach_phase_timer(evaluator: AISAMEvaluator, device: torch.device) -> dict[
         def handler(_engine) -> None:
             synchronize(device)
             marks[name] = time.perf_counter()
+            if name == "batch_completed":
+                marks["load_peak_rss"] = peak_rss_mb()
+                marks["loaded_rss"] = rss_mb()
+                reset_peaks()
+            if name == "forward_completed":
+                marks["infer_peak_rss"] = peak_rss_mb()
+                reset_peaks()
+            if name == "iteration_completed":
+                marks["write_peak_rss"] = peak_rss_mb()
 
         return handler
 
@@ -129,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             evaluator.run()
             synchronize(device)
             seconds = time.perf_counter() - start
-            peak = peak_rss_mb()
+            peak = max(marks["load_peak_rss"], marks["infer_peak_rss"], marks["write_peak_rss"])
             written = nib.load(writer.written[-1])
             if tuple(written.shape) != tuple(shape):
                 raise RuntimeError(f"{writer.written[-1]}: written shape {written.shape}, expected {shape}.")
@@ -142,10 +153,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 "write_s": marks["iteration_completed"] - marks["forward_completed"],
                 "rss_before_mb": before, "peak_rss_mb": peak,
                 "peak_beyond_before_mb": None if peak is None or before is None else peak - before,
+                "load_peak_beyond_before_mb": marks["load_peak_rss"] - before,
+                "loaded_beyond_before_mb": marks["loaded_rss"] - before,
+                "infer_peak_beyond_before_mb": marks["infer_peak_rss"] - before,
+                "write_peak_beyond_before_mb": marks["write_peak_rss"] - before,
                 "input_float32_mb": float(np.prod(shape)) * 4 / 2**20, "gpu_peak_mb": gpu_peak_mb(device),
             })
     print_table(rows, ["case", "shape", "sam_type", "image_size", "sw_batch_size", "seconds", "load_s", "infer_s", "write_s",
-                       "rss_before_mb",
+                       "rss_before_mb", "load_peak_beyond_before_mb", "loaded_beyond_before_mb",
+                       "infer_peak_beyond_before_mb", "write_peak_beyond_before_mb",
                        "peak_rss_mb", "peak_beyond_before_mb", "input_float32_mb", "gpu_peak_mb"],
                 "whole volume NIfTI -> NIfTI (load, infer, write)")
     options = {k: getattr(args, k) for k in ("stock_encoder", "sw_batch_size")}
