@@ -11,12 +11,13 @@ from monai.data import MetaTensor
 from monai.inferers import Inferer
 from monai.utils import optional_import
 
-from aisam_monai.inferers.label_prompts import class_presence, label_boxes, random_label_points
 from aisam_monai.networks import class_gate
+from aisam_monai.transforms.intensity import SAM_PIXEL_MEAN, SAM_PIXEL_STD
+from aisam_monai.transforms.label_prompts import class_presence, label_boxes, random_label_points
 
 tqdm, _ = optional_import("tqdm", name="tqdm")
 
-__all__ = ["EVAL_MODES", "SAM_PIXEL_MEAN", "SAM_PIXEL_STD", "SliceVolumeInferer"]
+__all__ = ["EVAL_MODES", "SliceVolumeInferer"]
 
 EVAL_MODES = ("auto", "gt_label", "random_points", "gt_box", "one_hot_points", "gt_points_only")
 """``auto``: generated points and classifier gate; ``gt_label``: ground-truth presence replaces the gate;
@@ -24,8 +25,6 @@ EVAL_MODES = ("auto", "gt_label", "random_points", "gt_box", "one_hot_points", "
 boxes; ``one_hot_points``: ``onehot(argmax W)`` points (Table 3); ``gt_points_only``: ``Np`` ground-truth clicks
 per class replace the generated points (the prompt-quality test)."""
 
-SAM_PIXEL_MEAN = (123.675 / 255, 116.28 / 255, 103.53 / 255)
-SAM_PIXEL_STD = (58.395 / 255, 57.12 / 255, 57.375 / 255)
 _LABEL_MODES = ("gt_label", "random_points", "gt_box", "gt_points_only")
 _PROMPT_KEYS = ("points", "point_labels", "boxes", "class_labels")
 

@@ -15,7 +15,7 @@ import torch
 from monai.transforms import MapTransform, Randomizable
 from monai.utils import convert_to_tensor
 
-from aisam_monai.inferers.label_prompts import class_presence, label_boxes, random_label_points
+from aisam_monai.transforms.label_prompts import class_presence, label_boxes, random_label_points
 
 __all__ = ["ClassPresenced", "LabelBoxesd", "RandLabelPointsd"]
 

@@ -8,8 +8,9 @@ import torch.nn.functional as F
 from monai.data import MetaTensor
 from parameterized import parameterized
 
-from aisam_monai.inferers import SliceVolumeInferer, class_presence, label_boxes, random_label_points
-from aisam_monai.inferers.volume_inferer import SAM_PIXEL_MEAN, SAM_PIXEL_STD
+from aisam_monai.inferers import SliceVolumeInferer
+from aisam_monai.transforms.label_prompts import class_presence, label_boxes, random_label_points
+from aisam_monai.transforms.intensity import SAM_PIXEL_MEAN, SAM_PIXEL_STD
 from aisam_monai.networks import AISAM
 
 torch.set_num_threads(1)
