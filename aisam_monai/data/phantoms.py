@@ -130,7 +130,6 @@ def cardiac_volume(p: CardiacPatient, phase: str) -> tuple[np.ndarray, np.ndarra
     xx = ((np.arange(p.cols) - (p.cols - 1) / 2) * p.pixel)[None, None, :] - p.heart_offset[0]
     c, s = np.cos(p.rotation), np.sin(p.rotation)
     u, v = c * xx + s * yy, -s * xx + c * yy  # anatomy frame centred on the LV
-    pv = p.pixel
     # LV: an ellipsoidal shell truncated at the mitral plane (z = 0)
     depth = np.clip(zz / long_axis, -1.0, 1.0)
     taper = np.sqrt(np.clip(1.0 - depth**2, 0.0, 1.0))

@@ -3,36 +3,19 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
-from monai.data import MetaTensor, NibabelWriter, decollate_batch
+from monai.data import MetaTensor, decollate_batch
 
+from aisam_monai.data.common import atomic_write_json, write_nifti
 from aisam_monai.handlers.metric_report import batch_case_names
 
 __all__ = ["PredictionWriter", "points_record"]
-
-
-def _atomic(path: str, write: Callable[[str], None]) -> None:
-    """``write(tmp)`` to a temporary file in the target folder (same suffix), then ``os.replace``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    suffix = ".nii.gz" if path.endswith(".nii.gz") else os.path.splitext(path)[1]
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def points_record(
@@ -117,20 +100,12 @@ class PredictionWriter:
         meta = dict(volume.meta) if isinstance(volume, MetaTensor) else {}
         image_file = str(meta.get("filename_or_obj", case))
         seg_path = os.path.join(self.output_dir, f"{case}{self.postfix}.nii.gz")
-        writer = NibabelWriter(output_dtype=np.uint8)
-        writer.set_data_array(torch.as_tensor(volume).detach().cpu().to(torch.uint8), channel_dim=0)
-        writer.set_metadata({"affine": meta.get("affine"), "original_affine": meta.get("affine")}, resample=False)
-        _atomic(seg_path, writer.write)
+        affine = np.eye(4) if meta.get("affine") is None else np.asarray(meta["affine"], dtype=np.float64)
+        write_nifti(seg_path, torch.as_tensor(volume)[0].detach().cpu().to(torch.uint8).numpy(), affine)
         record = points_record(
             output["points"], output["class_probs"], self.class_names, image_file, volume.shape[1:], self.slice_axis
         )
         points_path = os.path.join(self.output_dir, f"{case}_points.json")
-
-        def _write_json(tmp: str) -> None:
-            with open(tmp, "w") as f:
-                json.dump(record, f, indent=1)
-                f.write("\n")
-
-        _atomic(points_path, _write_json)
+        atomic_write_json(points_path, record)
         self.written.append(seg_path)
         self.logger.info(f"wrote {seg_path} and {points_path}")

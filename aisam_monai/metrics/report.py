@@ -7,11 +7,11 @@ import csv
 import io
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from aisam_monai.data.common import atomic_write_bytes
 from aisam_monai.metrics.paper_metric import METRIC_NAMES
 
 __all__ = ["TABLE_COLUMNS", "CASE_CSV_COLUMNS", "summarize", "case_rows", "format_table", "write_report"]
@@ -26,18 +26,13 @@ CASE_CSV_COLUMNS = ("case", "protocol", "class", *METRIC_NAMES)
 
 
 def _atomic_write_text(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
+    """Write ``text`` to ``path`` atomically."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="") as f:
             f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+
+    atomic_write_bytes(path, write, suffix=os.path.splitext(path)[1])
 
 
 def _nanmean(values: np.ndarray, axis: int | None = None) -> np.ndarray | float:

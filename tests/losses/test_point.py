@@ -1,7 +1,6 @@
 # Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
 from __future__ import annotations
 
-import math
 import unittest
 
 import torch
