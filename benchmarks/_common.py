@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import platform
 import statistics
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 
 import torch
+
+from aisam_monai.data.common import atomic_write_json
 
 __all__ = [
     "CLOCKS",
@@ -191,18 +191,6 @@ def print_table(rows: Sequence[dict], columns: Sequence[str], title: str | None 
 
 
 def write_json(path: str | None, record: dict) -> None:
-    """Write ``record`` to ``path`` atomically (temporary file in the same folder, then ``os.replace``)."""
-    if not path:
-        return
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write ``record`` to ``path`` atomically (nothing when ``path`` is empty)."""
+    if path:
+        atomic_write_json(path, record)
