@@ -134,7 +134,7 @@ def run_quickstart(
         "num_workers": 1,  # slice sampling on the second core
         "batch_size": 2,
         "slices_per_volume": 8,
-        "foreground_prob": 1.0,  # every training slice cuts the heart
+        "foreground_prob": 0.85,  # mostly heart slices; the rest teach the classifier absent classes
         "augment": False,  # the phantoms vary enough; augmentation slows the short training down
         "val_interval": min(10, epochs),  # the best model must exist after the last epoch
     }
