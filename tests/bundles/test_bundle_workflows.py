@@ -158,9 +158,10 @@ class TestACDCBundle(_BundleCase):
         epoch = max(int(p.rsplit("=", 1)[1][:-3]) for p in saved)
         self.assertLess(epoch, 50)
         text = self._check(_run(_cmd("training", _configs(self.bundle, "train.yaml"), epochs=epoch + 1, **common)))
-        self.assertIn(f"at epoch {epoch} of", text)
-        self.assertTrue(os.path.isfile(os.path.join(out, f"checkpoint_epoch={epoch + 1}.pt")))
-        self.assertFalse(os.path.isfile(os.path.join(out, f"checkpoint_epoch={epoch}.pt")))
+        files = sorted(os.listdir(out))
+        self.assertIn(f"at epoch {epoch} of", text, f"files {files}, log tail:\n{text[-2000:]}")
+        self.assertIn(f"checkpoint_epoch={epoch + 1}.pt", files)
+        self.assertNotIn(f"checkpoint_epoch={epoch}.pt", files)
 
     def test_two_process_gloo_training(self):
         out = os.path.join(self.root, "ddp")
