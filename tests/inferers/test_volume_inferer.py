@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from monai.data import MetaTensor
 from parameterized import parameterized
 
-from aisam_monai.inferers import SliceVolumeInferer
+from aisam_monai.inferers import EVAL_MODES, SliceVolumeInferer
 from aisam_monai.transforms.label_prompts import class_presence, label_boxes, random_label_points
 from aisam_monai.transforms.intensity import SAM_PIXEL_MEAN, SAM_PIXEL_STD
 from aisam_monai.networks import AISAM
@@ -169,3 +169,21 @@ class TestLabelPrompts(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestEvalModesWithAISAM(unittest.TestCase):
+    """Every evaluation mode runs end to end with the real (tiny, random) AISAM, not a stand-in."""
+
+    @parameterized.expand([[m] for m in EVAL_MODES])
+    def test_mode(self, mode):
+        torch.manual_seed(0)
+        model = AISAM(3, sam_type="tiny", image_size=64).eval()
+        vol = torch.rand(1, 40, 36, 5)
+        label = torch.zeros(1, 40, 36, 5, dtype=torch.long)
+        label[:, 10:30, 8:20] = 1
+        label[:, 14:22, 22:30, 1:4] = 2
+        inferer = SliceVolumeInferer(image_size=64, sw_batch_size=2, eval_mode=mode, num_random_points=2)
+        with torch.no_grad():
+            out = inferer(vol, model, label=label if inferer.needs_label else None)
+        self.assertEqual(out["pred"].shape, (1, 40, 36, 5))
+        self.assertTrue(set(out["pred"].unique().tolist()) <= {0, 1, 2})
