@@ -18,19 +18,20 @@ class AISAMTrainer(SupervisedTrainer):
     One iteration: ``out = network(image)`` on a batch of 2D slices, ``parts = loss_function(out, label,
     presence)``, back-propagation of ``parts["loss"]``. With ``amp=True`` on a CUDA device the forward pass and the
     loss run under ``torch.autocast`` with ``amp_dtype`` (bfloat16 by default, which needs no gradient scaler).
-    ``engine.state.output`` holds ``image``, ``label``, ``pred`` (the mask logits ``(B, C, S/4, S/4)``), ``loss``
-    and ``loss_parts`` (every entry of the loss dictionary, detached), read by
-    :class:`~aisam_monai.handlers.LossPartsHandler`. Batches are not decollated.
+    ``engine.state.output`` holds ``image``, ``label``, ``pred`` (the mask logits ``(B, C, S/4, S/4)``) and ``loss``;
+    ``engine.state.loss_parts`` every entry of the loss dictionary, detached, read by
+    :class:`~aisam_monai.handlers.LossPartsHandler`. As in MONAI, the output is decollated into a list of per-sample
+    dicts by default (read the loss with ``monai.handlers.from_engine(["loss"], first=True)``, which MONAI's
+    ``--tracking mlflow`` settings also use); ``decollate=False`` keeps the batched dict.
 
     Args:
-        args, kwargs: those of ``monai.engines.SupervisedTrainer``; ``decollate`` defaults to ``False``.
+        args, kwargs: those of ``monai.engines.SupervisedTrainer``.
         presence_key: optional batch key of the ``(B, C)`` multi-hot presence target; when absent from the batch
             the loss derives presence from the label.
         amp_dtype: autocast dtype on CUDA.
     """
 
     def __init__(self, *args, presence_key: str | None = "multi_hot", amp_dtype: torch.dtype = torch.bfloat16, **kwargs) -> None:
-        kwargs.setdefault("decollate", False)
         amp = kwargs.pop("amp", False)
         super().__init__(*args, **kwargs)  # MONAI's amp path (float16 + gradient scaler) stays off
         self.autocast = amp
@@ -55,7 +56,7 @@ class AISAMTrainer(SupervisedTrainer):
             parts = engine.loss_function(out, label, presence)
         loss = parts["loss"]
         engine.state.output[Keys.LOSS] = loss
-        engine.state.output["loss_parts"] = {k: v.detach().float() for k, v in parts.items()}
+        engine.state.loss_parts = {k: v.detach().float() for k, v in parts.items()}
         engine.fire_event(IterationEvents.LOSS_COMPLETED)
         loss.backward()
         engine.fire_event(IterationEvents.BACKWARD_COMPLETED)

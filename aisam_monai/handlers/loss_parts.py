@@ -13,18 +13,18 @@ __all__ = ["LossPartsHandler"]
 
 class LossPartsHandler:
     """
-    Average every entry of ``engine.state.output[output_key]`` (a dict of scalar tensors, e.g. the parts of
-    :class:`~aisam_monai.losses.AISAMLoss`) over each epoch and store the means as
-    ``engine.state.metrics[prefix + name]`` (the total ``loss`` as ``prefix + "total"``), where ``StatsHandler``, ``TensorBoardStatsHandler`` and the MLflow
-    handler log them. Attach it before those handlers.
+    Average every entry of ``engine.state.<state_key>`` (a dict of scalar tensors, e.g. the parts of
+    :class:`~aisam_monai.losses.AISAMLoss` set by :class:`~aisam_monai.engines.AISAMTrainer`) over each epoch and
+    store the means as ``engine.state.metrics[prefix + name]`` (the total ``loss`` as ``prefix + "total"``), where
+    ``StatsHandler``, ``TensorBoardStatsHandler`` and the MLflow handler log them. Attach it before those handlers.
 
     Args:
-        output_key: key of the loss dictionary in the iteration output.
+        state_key: attribute of ``engine.state`` holding the loss dictionary of the iteration.
         prefix: metric name prefix.
     """
 
-    def __init__(self, output_key: str = "loss_parts", prefix: str = "train_loss_") -> None:
-        self.output_key = output_key
+    def __init__(self, state_key: str = "loss_parts", prefix: str = "train_loss_") -> None:
+        self.state_key = state_key
         self.prefix = prefix
         self._sums: dict[str, float] = defaultdict(float)
         self._count = 0
@@ -39,7 +39,7 @@ class LossPartsHandler:
         self._count = 0
 
     def _accumulate(self, engine: Engine) -> None:
-        parts = engine.state.output.get(self.output_key) if isinstance(engine.state.output, dict) else None
+        parts = getattr(engine.state, self.state_key, None)
         if not parts:
             return
         for name, value in parts.items():

@@ -78,8 +78,10 @@ class _BundleCase(unittest.TestCase):
 
     def _train_evaluate_infer(self):
         common = {"dataset_dir": self.data, "output_dir": self.out, **FAST}
-        text = self._check(_run(_cmd("training", _configs(self.bundle, "train.yaml"), epochs=1, val_interval=1, **common)))
+        train = _cmd("training", _configs(self.bundle, "train.yaml"), epochs=1, val_interval=1, tracking="mlflow", **common)
+        text = self._check(_run(train))
         self.assertIn("val_mean_dice", text)
+        self._check_mlflow(os.path.join(self.out, "mlruns.db"))
         for name in ("model.pt", "checkpoint_epoch=1.pt"):
             self.assertTrue(os.path.isfile(os.path.join(self.out, name)), name)
         self.assertTrue(glob.glob(os.path.join(self.out, "events.out.tfevents.*")))
@@ -111,6 +113,15 @@ class _BundleCase(unittest.TestCase):
         self.assertEqual(len(points["slices"]), source.shape[2])
         self.assertEqual(len(points["classes"]), self.num_classes)
 
+
+    def _check_mlflow(self, db: str):
+        """``--tracking mlflow`` (MONAI's default settings) recorded the training loss and the validation Dice."""
+        import mlflow
+
+        client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{db}")
+        runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+        metrics = set().union(*(r.data.metrics for r in runs))
+        self.assertTrue({"train_loss", "val_mean_dice", "train_loss_seg"} <= metrics, metrics)
 
     def _check_properties(self):
         """MONAI's property checks (the zoo's naming rules) of the train and inference configs."""

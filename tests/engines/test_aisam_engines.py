@@ -58,9 +58,10 @@ class TestAISAMEngines(unittest.TestCase):
         before = [p.detach().clone() for p in net.parameters() if p.requires_grad]
         trainer = _trainer(net, 1, [LossPartsHandler()])
         trainer.run()
-        out = trainer.state.output
-        self.assertEqual(out["pred"].shape, (2, 4, SIZE // 4, SIZE // 4))
-        self.assertEqual(out["loss"].ndim, 0)
+        out = trainer.state.output  # decollated, as in MONAI
+        self.assertEqual(len(out), 2)
+        self.assertEqual(out[0]["pred"].shape, (4, SIZE // 4, SIZE // 4))
+        self.assertIsInstance(out[0]["loss"], float)  # the scalar loss, replicated per sample
         for part in ("seg", "cls", "point_correctness", "point_sharpness", "diversity"):
             self.assertIn(f"train_loss_{part}", trainer.state.metrics)
         after = [p for p in net.parameters() if p.requires_grad]
