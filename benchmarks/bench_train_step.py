@@ -20,8 +20,8 @@ from collections.abc import Sequence
 import torch
 
 from aisam_monai.losses import AISAMLoss
-from aisam_monai.networks import AISAM
 from aisam_monai.networks.encoder_attention import use_sdpa_encoder_attention
+from aisam_monai.networks.reference import reference_forward
 from benchmarks._common import (
     add_common_arguments,
     autocast,
@@ -36,57 +36,7 @@ from benchmarks._common import (
 )
 from benchmarks.bench_forward import build_model
 
-__all__ = ["loop_train_forward", "main"]
-
-
-def loop_train_forward(model: AISAM, image: torch.Tensor) -> dict[str, torch.Tensor | None]:
-    """
-    The reference recipe's training forward: per image the encoder, per class one prompter pass (Gumbel
-    straight-through points in training mode) and one stock ``MaskDecoder`` call. Generated points only.
-
-    Returns:
-        ``logits (B, C, S/4, S/4)``, ``class_logits (B, C)`` or None, ``point_weights (B, C, Np, h, w)``,
-        ``point_features (B, C, Np, D)``: what :class:`AISAMLoss` reads.
-    """
-    sam, prompter, c = model.sam, model.prompter, model.num_classes
-    dense_pe = sam.prompt_encoder.get_dense_pe()
-    pe = dense_pe.flatten(2).transpose(1, 2)[0]
-    pos = sam.prompt_encoder.point_embeddings[1].weight
-    neg = sam.prompt_encoder.point_embeddings[0].weight
-    dense = sam.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(1, -1, *model.grid)
-    logits, weights, features, class_logits = [], [], [], []
-    for b in range(image.shape[0]):
-        emb = sam.image_encoder(image[b : b + 1])
-        x = emb.detach()
-        points, image_weights, image_features = [], [], []
-        for k in range(c):
-            point_logits = prompter.point_logits(x, torch.tensor([k], device=x.device))[0]  # (Np, hw)
-            used = prompter.select(point_logits)
-            points.append(used @ pe)
-            image_weights.append(point_logits.softmax(-1).view(-1, *model.grid))
-            image_features.append(used @ (pe + x.flatten(2).transpose(1, 2)[0]))
-        masks = []
-        for k in range(c):
-            sparse = torch.cat([points[k] + pos] + [points[j] + neg for j in range(c) if j != k])[None]
-            mask, _ = sam.mask_decoder(
-                image_embeddings=emb,
-                image_pe=dense_pe,
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-                multimask_output=False,
-            )
-            masks.append(mask[0, 0])
-        logits.append(torch.stack(masks))
-        weights.append(torch.stack(image_weights))
-        features.append(torch.stack(image_features))
-        if prompter.classifier is not None:
-            class_logits.append(prompter.classifier(x)[0])
-    return {
-        "logits": torch.stack(logits),
-        "class_logits": torch.stack(class_logits) if class_logits else None,
-        "point_weights": torch.stack(weights),
-        "point_features": torch.stack(features),
-    }
+__all__ = ["main"]
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -124,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     config = {"sam_type": args.sam_type, "image_size": args.size, "num_classes": args.classes, "dtype": dtype}
     paths = [("aisam", model, b) for b in args.batches]
     if not args.no_baseline:
-        paths.append(("loop", lambda image: loop_train_forward(model, image), args.baseline_batch or min(args.batches)))
+        paths.append(("loop", lambda image: reference_forward(model, image), args.baseline_batch or min(args.batches)))
     rows = []
     for path, forward, batch in paths:
         g = torch.Generator().manual_seed(0)

@@ -25,31 +25,33 @@ def reference_forward(
     point_mode: str = "generalized",
 ) -> dict[str, torch.Tensor]:
     """
-    Per-image, per-class evaluation of ``model`` (same arguments as ``AISAM.forward``; the model must be in
-    eval mode so that point selection is deterministic).
+    Per-image, per-class forward of ``model`` (same arguments as ``AISAM.forward``). In eval mode point
+    selection is deterministic and the outputs equal ``AISAM.forward``'s; in train mode the points are
+    Gumbel samples (the benchmarks' baseline training step).
 
     Returns:
-        ``logits (B, C, S/4, S/4)``, ``point_weights (B, C, Np, h, w)``, ``class_logits (B, C)`` or None.
+        ``logits (B, C, S/4, S/4)``, ``point_weights (B, C, Np, h, w)``, ``point_features (B, C, Np, D)``,
+        ``class_logits (B, C)`` or None: what ``AISAMLoss`` reads.
     """
-    if model.training:
-        raise ValueError("reference_forward needs model.eval(): training samples Gumbel noise.")
     sam, prompter, c = model.sam, model.prompter, model.num_classes
     dense_pe = sam.prompt_encoder.get_dense_pe()
     pe = dense_pe.flatten(2).transpose(1, 2)[0]
     pos = sam.prompt_encoder.point_embeddings[1].weight
     neg = sam.prompt_encoder.point_embeddings[0].weight
     dense = sam.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(1, -1, *model.grid)
-    all_logits, all_weights, all_cls = [], [], []
+    all_logits, all_weights, all_features, all_cls = [], [], [], []
     for b in range(image.shape[0]):
         emb = sam.image_encoder(image[b : b + 1])
+        x = emb.detach()  # the prompter and the classifier see the detached embedding
         grid_box = None if boxes is None else box_masks(boxes[b : b + 1], model.grid, model.image_size)[0]
-        class_points, class_weights = [], []
+        class_points, class_weights, class_features = [], [], []
         for k in range(c):
-            logits = prompter.point_logits(emb, torch.tensor([k]))[0]  # (Np, hw)
+            logits = prompter.point_logits(x, torch.tensor([k], device=x.device))[0]  # (Np, hw)
             if grid_box is not None:
                 logits = logits.masked_fill(~grid_box[k].flatten(), BOX_FILL)
             w_used = prompter.select(logits, point_mode)
             class_points.append(w_used @ pe)
+            class_features.append(w_used @ (pe + x.flatten(2).transpose(1, 2)[0]))
             class_weights.append(logits.softmax(-1).view(-1, *model.grid))
         masks = []
         for k in range(c):
@@ -84,10 +86,12 @@ def reference_forward(
             logits = logits.masked_fill(~low, BOX_FILL)
         all_logits.append(logits)
         all_weights.append(torch.stack(class_weights))
+        all_features.append(torch.stack(class_features))
         if prompter.classifier is not None:
-            all_cls.append(prompter.classifier(emb))
+            all_cls.append(prompter.classifier(x))
     return {
         "logits": torch.cat(all_logits),
         "point_weights": torch.stack(all_weights),
+        "point_features": torch.stack(all_features),
         "class_logits": torch.cat(all_cls) if all_cls else None,
     }

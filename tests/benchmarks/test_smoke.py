@@ -11,6 +11,7 @@ import unittest
 
 import torch
 
+from aisam_monai.networks.reference import reference_forward
 from benchmarks import bench_flops, bench_forward, bench_train_step, bench_volume
 
 torch.set_num_threads(1)
@@ -58,13 +59,13 @@ class TestBenchmarkSmoke(unittest.TestCase):
         self.assertGreater(row["decoder_gflop"], 0)
         self.assertTrue(math.isclose(row["total_gflop"], row["encoder_gflop"] + row["decoder_gflop"]))
 
-    def test_loop_train_forward_matches_batched_in_eval(self):
-        """The training baseline's per-class loop computes what the batched model computes (eval: no noise)."""
+    def test_reference_forward_matches_batched_in_eval(self):
+        """The baseline's per-class loop computes what the batched model computes (eval: no noise)."""
         torch.manual_seed(0)
         model = bench_forward.build_model("tiny", 64, 3, torch.device("cpu")).eval()
         image = torch.rand(2, 3, 64, 64)
         with torch.no_grad():
-            loop = bench_train_step.loop_train_forward(model, image)
+            loop = reference_forward(model, image)
             batched = model(image)
         for key in ("logits", "class_logits", "point_weights", "point_features"):
             torch.testing.assert_close(loop[key], batched[key], atol=1e-5, rtol=1e-5, msg=key)
