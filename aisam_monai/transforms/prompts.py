@@ -45,6 +45,17 @@ class _LabelTargetd(MapTransform):
             )
         return lab, volume
 
+    def target(self, labels: torch.Tensor) -> torch.Tensor:
+        """Per-slice target of ``labels (D, 1, H, W)``, leading axis ``D``."""
+        raise NotImplementedError
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
+        d = dict(data)
+        lab, volume = self._slices(d)
+        out = self.target(lab)
+        d[self.output_key] = out if volume else out[0]
+        return d
+
 
 class ClassPresenced(_LabelTargetd):
     """
@@ -59,12 +70,8 @@ class ClassPresenced(_LabelTargetd):
     def __init__(self, label_key: str = "label", num_classes: int = 4, output_key: str = "multi_hot") -> None:
         super().__init__(label_key, num_classes, output_key)
 
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
-        d = dict(data)
-        lab, volume = self._slices(d)
-        out = class_presence(lab, self.num_classes).float()
-        d[self.output_key] = out if volume else out[0]
-        return d
+    def target(self, labels: torch.Tensor) -> torch.Tensor:
+        return class_presence(labels, self.num_classes).float()
 
 
 class LabelBoxesd(_LabelTargetd):
@@ -81,12 +88,8 @@ class LabelBoxesd(_LabelTargetd):
     def __init__(self, label_key: str = "label", num_classes: int = 4, output_key: str = "boxes") -> None:
         super().__init__(label_key, num_classes, output_key)
 
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
-        d = dict(data)
-        lab, volume = self._slices(d)
-        out = label_boxes(lab, self.num_classes)
-        d[self.output_key] = out if volume else out[0]
-        return d
+    def target(self, labels: torch.Tensor) -> torch.Tensor:
+        return label_boxes(labels, self.num_classes)
 
 
 class RandLabelPointsd(Randomizable, _LabelTargetd):
