@@ -8,6 +8,7 @@ import os
 from collections.abc import Sequence
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 
@@ -108,8 +109,12 @@ def plot_slices(
             )
         if row_name:
             axes[r, 0].set_ylabel(row_name, fontsize=9)
+    background_points = points is not None and any(
+        p is not None and (point_labels is None or point_labels[i] is None or (np.asarray(point_labels[i])[0] >= 0).any())
+        for i, p in enumerate(points)
+    )
     fig.legend(
-        handles=legend_handles(class_names, with_points=points is not None),
+        handles=legend_handles(class_names, with_points=points is not None, with_background_points=background_points),
         loc="outside lower center",
         ncol=min(num_classes + 3, 8),
         fontsize=8,

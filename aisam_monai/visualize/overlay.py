@@ -125,20 +125,19 @@ def draw_overlay(
         ax.set_title(title, fontsize=9)
 
 
-def legend_handles(class_names: Sequence[str], with_points: bool = False) -> list:
+def legend_handles(class_names: Sequence[str], with_points: bool = False, with_background_points: bool = False) -> list:
     """Legend entries: one colour patch per foreground class, plus marker shapes when points are drawn.
 
     Args:
         class_names: names of all ``C`` classes, background first.
-        with_points: add entries for the background point colour and the positive/negative markers.
+        with_points: add entries for the positive (circle) and negative (cross) markers.
+        with_background_points: also add the colour of the background class's points (drawn as circles).
     """
     colors = class_colors(len(class_names))
     handles: list = [Patch(facecolor=colors[c], edgecolor="none", label=name) for c, name in enumerate(class_names)][1:]
+    entries = [(POSITIVE_MARKER, colors[0], f"{class_names[0]} points")] if with_points and with_background_points else []
     if with_points:
-        for marker, color, label in (
-            ("s", colors[0], f"{class_names[0]} points"),
-            (POSITIVE_MARKER, "white", "positive"),
-            (NEGATIVE_MARKER, "white", "negative"),
-        ):
-            handles.append(Line2D([], [], ls="", marker=marker, color=color, markeredgecolor="black", label=label))
+        entries += [(POSITIVE_MARKER, "white", "positive"), (NEGATIVE_MARKER, "white", "negative")]
+    for marker, color, label in entries:
+        handles.append(Line2D([], [], ls="", marker=marker, color=color, markeredgecolor="black", label=label))
     return handles

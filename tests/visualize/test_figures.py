@@ -80,6 +80,19 @@ class TestPlotSlices(unittest.TestCase):
             self.assertEqual(sorted(os.listdir(os.path.dirname(out))), ["fig.png"])  # no temporary left
             plt.close(fig)
 
+    def test_background_points_legend_matches_drawing(self):
+        img, lab = _slice()
+        pts = np.zeros((4, 2, 2)) + 5
+        hidden = np.ones((4, 2))
+        hidden[0] = -1  # background points not drawn
+        for labels, expected in ((None, True), ([hidden], False)):
+            fig = plot_slices([img], preds=[lab], points=[pts], point_labels=labels, class_names=NAMES)
+            handles = {h.get_label(): h for h in fig.legends[0].legend_handles}
+            self.assertEqual(f"{NAMES[0]} points" in handles, expected)
+            if expected:  # drawn with the same circle as every positive point
+                self.assertEqual(handles[f"{NAMES[0]} points"].get_marker(), handles["positive"].get_marker())
+            plt.close(fig)
+
     def test_length_mismatch(self):
         img, lab = _slice()
         with self.assertRaises(ValueError):
