@@ -18,8 +18,9 @@ class TestReadme(unittest.TestCase):
             code = re.search(r"```python\n(.*?)```", f.read(), re.S).group(1)
         scope: dict = {}
         exec(compile(code, README, "exec"), scope)
-        self.assertEqual(scope["labels"].shape, (2, 1, 64, 64))
-        self.assertEqual(scope["out"]["logits"].shape, (2, 4, 64, 64))
+        mask = scope["model"].mask_size  # S/4 for the SAM backbones, S/2 for tiny
+        self.assertEqual(scope["labels"].shape, (2, 1, *mask))
+        self.assertEqual(scope["out"]["logits"].shape, (2, 4, *mask))
         self.assertTrue(torch.isfinite(scope["parts"]["loss"]))
 
 

@@ -29,14 +29,27 @@ class AISAMTrainer(SupervisedTrainer):
         presence_key: optional batch key of the ``(B, C)`` multi-hot presence target; when absent from the batch
             the loss derives presence from the label.
         amp_dtype: autocast dtype on CUDA.
+        max_grad_norm: when given, the gradients of the optimised parameters are clipped to this total L2 norm
+            (``torch.nn.utils.clip_grad_norm_``) before each optimizer step; the norm before clipping is kept on
+            ``engine.state.grad_norm``.
     """
 
-    def __init__(self, *args, presence_key: str | None = "multi_hot", amp_dtype: torch.dtype = torch.bfloat16, **kwargs) -> None:
+    def __init__(
+        self,
+        *args,
+        presence_key: str | None = "multi_hot",
+        amp_dtype: torch.dtype = torch.bfloat16,
+        max_grad_norm: float | None = None,
+        **kwargs,
+    ) -> None:
         amp = kwargs.pop("amp", False)
         super().__init__(*args, **kwargs)  # MONAI's amp path (float16 + gradient scaler) stays off
+        if max_grad_norm is not None and max_grad_norm <= 0:
+            raise ValueError(f"max_grad_norm must be positive or None, got {max_grad_norm}.")
         self.autocast = amp
         self.presence_key = presence_key
         self.amp_dtype = amp_dtype
+        self.max_grad_norm = max_grad_norm
 
     def _iteration(self, engine: AISAMTrainer, batchdata: dict[str, torch.Tensor]) -> dict:  # type: ignore[override]
         if batchdata is None:
@@ -60,6 +73,9 @@ class AISAMTrainer(SupervisedTrainer):
         engine.fire_event(IterationEvents.LOSS_COMPLETED)
         loss.backward()
         engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
+        if self.max_grad_norm is not None:
+            params = [p for group in engine.optimizer.param_groups for p in group["params"]]
+            engine.state.grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm))
         engine.optimizer.step()
         engine.state.output[Keys.LOSS] = loss.detach()
         engine.fire_event(IterationEvents.MODEL_COMPLETED)

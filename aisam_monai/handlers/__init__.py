@@ -3,13 +3,22 @@
 
 from __future__ import annotations
 
-from aisam_monai.handlers.checkpoint import CheckedCheckpointLoader, ResumeHandler, check_checkpoint, find_last_checkpoint
+from aisam_monai.handlers.checkpoint import (
+    AtomicCheckpointSaver,
+    AtomicDiskSaver,
+    CheckedCheckpointLoader,
+    ResumeHandler,
+    check_checkpoint,
+    find_last_checkpoint,
+)
 from aisam_monai.handlers.loss_parts import LossPartsHandler
 from aisam_monai.handlers.metric_report import PaperReportHandler
 from aisam_monai.handlers.paper_metric import PaperMetricHandler
 from aisam_monai.handlers.prediction_writer import PredictionWriter, points_record
 
 __all__ = [
+    "AtomicCheckpointSaver",
+    "AtomicDiskSaver",
     "CheckedCheckpointLoader",
     "ResumeHandler",
     "check_checkpoint",

@@ -1,5 +1,6 @@
 # Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
-"""Checkpoint loading with an upfront compatibility check, and automatic resume from the last checkpoint."""
+"""Checkpoint loading with an upfront compatibility check, atomic checkpoint writing, and automatic resume from the
+last checkpoint."""
 
 from __future__ import annotations
 
@@ -11,9 +12,17 @@ import re
 import ignite.distributed as idist
 import torch
 from ignite.engine import Engine, Events
+from ignite.handlers import DiskSaver
 from monai.handlers import CheckpointLoader, CheckpointSaver
 
-__all__ = ["check_checkpoint", "find_last_checkpoint", "CheckedCheckpointLoader", "ResumeHandler"]
+__all__ = [
+    "check_checkpoint",
+    "find_last_checkpoint",
+    "AtomicDiskSaver",
+    "AtomicCheckpointSaver",
+    "CheckedCheckpointLoader",
+    "ResumeHandler",
+]
 
 _LOGGER = logging.getLogger("aisam_monai.inputs")
 _EPOCH = re.compile(r"checkpoint_epoch=(\d+)\.pt$")
@@ -49,7 +58,11 @@ def check_checkpoint(path: str, network: torch.nn.Module, key: str | None = "mod
     if not os.path.isfile(path):
         raise _reported(FileNotFoundError(f"{path}: checkpoint file not found."))
     model = network.module if isinstance(network, torch.nn.parallel.DistributedDataParallel) else network
-    state = _model_state(torch.load(path, map_location="cpu", weights_only=True), key)
+    try:
+        state = _model_state(torch.load(path, map_location="cpu", weights_only=True), key)
+    except Exception as e:  # noqa: BLE001 - truncated, corrupt or not a weights-only file: one line for the user
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise _reported(ValueError(f"{path}: not a readable checkpoint ({reason}).")) from None
     expected = model.state_dict()
     num_classes = getattr(model, "num_classes", None)
     for name, value in expected.items():
@@ -110,6 +123,51 @@ class _BestTracking:
             self.validator.state.best_metric = max(float(item[0]) for item in saved)
 
 
+class AtomicDiskSaver(DiskSaver):
+    """
+    ignite's ``DiskSaver`` that never leaves a folder without its last good file: every file is written through a
+    temporary file in the same folder and ``os.replace`` (a process killed mid-write leaves the previous file intact,
+    not a truncated one), and the removal of an older file, which ignite's ``Checkpoint`` asks for *before* writing
+    the new one, is deferred until the new one is written.
+
+    Args:
+        dirname: folder of the files.
+        filename: optional fixed file name (as MONAI's ``CheckpointSaver`` allows, e.g. ``model.pt``); each save
+            replaces that file, so nothing is ever removed.
+    """
+
+    def __init__(self, dirname: str, filename: str | None = None) -> None:
+        super().__init__(dirname=dirname, require_empty=False, atomic=True)
+        self.filename = filename
+        self._pending: list[str] = []
+
+    def __call__(self, checkpoint, filename: str, metadata=None) -> None:
+        name = self.filename or filename
+        super().__call__(checkpoint, name, metadata)
+        pending, self._pending = self._pending, []
+        for old in pending:  # a file ignite gave up on (its save failed) may not exist
+            if old != name and os.path.exists(os.path.join(self.dirname, old)):
+                super().remove(old)
+
+    def remove(self, filename: str) -> None:
+        if self.filename is None:
+            self._pending.append(filename)
+
+
+class AtomicCheckpointSaver(CheckpointSaver):
+    """
+    MONAI's ``CheckpointSaver`` (same arguments, same file names) whose files are written atomically with
+    :class:`AtomicDiskSaver` (MONAI writes them in place, so a kill during a save leaves a truncated file).
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for checkpoint in (self._final_checkpoint, self._key_metric_checkpoint, self._interval_checkpoint):
+            if checkpoint is not None:
+                fixed = getattr(checkpoint.save_handler, "filename", None)
+                checkpoint.save_handler = AtomicDiskSaver(self.save_dir, fixed)
+
+
 class ResumeHandler:
     """
     Resumable training: save the last checkpoint every ``save_interval`` epochs (``checkpoint_epoch=N.pt`` in
@@ -156,7 +214,7 @@ class ResumeHandler:
         if self.path is not None:
             CheckpointLoader(self.path, objects, map_location=self.map_location).attach(engine)
             engine.add_event_handler(Events.STARTED, self._announce)
-        CheckpointSaver(self.checkpoint_dir, objects, save_interval=self.save_interval, n_saved=1).attach(engine)
+        AtomicCheckpointSaver(self.checkpoint_dir, objects, save_interval=self.save_interval, n_saved=1).attach(engine)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._prune)
 
     def _prune(self, engine: Engine) -> None:

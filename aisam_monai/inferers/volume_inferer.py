@@ -194,7 +194,7 @@ class SliceVolumeInferer(Inferer):
         volume = inputs.reshape(inputs.shape[-3:]).movedim(self.spatial_dim, -1)  # (H, W, D) slices last
         gt = None if label is None else label.reshape(label.shape[-3:]).movedim(self.spatial_dim, -1)
         h, w, depth = volume.shape
-        low = self.image_size // 4
+        low = model.mask_size[0] if hasattr(model, "mask_size") else self.image_size // 4  # decoder's mask grid
         device = volume.device
         # uint8 label volumes: a quarter of the float32 input's memory (classes < 256)
         pred = torch.zeros((h, w, depth), dtype=torch.uint8, device=device)

@@ -143,11 +143,17 @@ class AISAM(nn.Module):
 
     @property
     def grid(self) -> tuple[int, int]:
-        """``(h, w)`` of the image embedding."""
+        """``(h, w)`` of the image embedding (``S/16``; ``S/8`` for ``tiny``)."""
         return tuple(self.sam.prompt_encoder.image_embedding_size)
 
+    @property
+    def mask_size(self) -> tuple[int, int]:
+        """``(4h, 4w)``: the grid of the decoder's mask logits (``S/4``; ``S/2`` for ``tiny``)."""
+        h, w = self.grid
+        return 4 * h, 4 * w
+
     def encode(self, image: torch.Tensor) -> torch.Tensor:
-        """``image (B, 3, S, S)`` -> image embedding ``X (B, D, S/16, S/16)``."""
+        """``image (B, 3, S, S)`` -> image embedding ``X (B, D, h, w)`` (:attr:`grid`)."""
         s = self.image_size
         if image.ndim != 4 or image.shape[1] != 3 or image.shape[-2:] != (s, s):
             raise ValueError(f"image must have shape (B, 3, {s}, {s}), got {tuple(image.shape)}.")
@@ -232,8 +238,9 @@ class AISAM(nn.Module):
                 or ``"none"`` (no generated points: user points only).
 
         Returns:
-            a dict with ``logits (B, C, S/4, S/4)``, ``class_logits (B, C)`` (None without classifier),
-            ``point_weights (B, C, Np, S/16, S/16)`` (soft ``W``), ``point_features (B, C, Np, D)``,
+            a dict with ``logits (B, C, 4h, 4w)`` (:attr:`mask_size`; ``S/4`` for the SAM backbones),
+            ``class_logits (B, C)`` (None without classifier), ``point_weights (B, C, Np, h, w)`` (soft ``W``
+            on the embedding grid, ``S/16``), ``point_features (B, C, Np, D)``,
             ``points (B, C, Np, 2)`` (the generated points as pixel ``(x, y)``, cell centres) and
             ``class_labels`` (as given).
         """
@@ -241,7 +248,7 @@ class AISAM(nn.Module):
 
     @staticmethod
     def predict_labels(out: dict, gate: str = "hard", threshold: float = 0.5, class_labels: torch.Tensor | None = None):
-        """Label map ``(B, 1, S/4, S/4)`` from a forward output (see :func:`combine_class_masks`)."""
+        """Label map ``(B, 1, 4h, 4w)`` from a forward output (see :func:`combine_class_masks`)."""
         if class_labels is None:
             class_labels = out.get("class_labels")
         return combine_class_masks(out["logits"], out.get("class_logits"), gate, threshold, class_labels)

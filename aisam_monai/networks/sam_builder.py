@@ -22,7 +22,8 @@ __all__ = ["SAMConfig", "SAM_CONFIGS", "CheckpointError", "build_sam", "load_sam
 
 @dataclass(frozen=True)
 class SAMConfig:
-    """Sizes of one SAM variant (``prompt_dim`` is the prompt / decoder width ``D``)."""
+    """Sizes of one SAM variant (``prompt_dim`` is the prompt / decoder width ``D``; the embedding grid is
+    ``S / patch_size`` and the decoder's mask grid four times finer)."""
 
     embed_dim: int
     depth: int
@@ -35,15 +36,18 @@ class SAMConfig:
     decoder_heads: int = 8
     mask_in_chans: int = 16
     iou_head_hidden_dim: int = 256
+    patch_size: int = 16
 
 
 SAM_CONFIGS: dict[str, SAMConfig] = {
     "vit_b": SAMConfig(768, 12, 12, (2, 5, 8, 11)),
     "vit_l": SAMConfig(1024, 24, 16, (5, 11, 17, 23)),
     "vit_h": SAMConfig(1280, 32, 16, (7, 15, 23, 31)),
-    # A few hundred thousand parameters: tests and the CPU quickstart. Randomly initialised only.
+    # A few hundred thousand parameters: tests and the CPU quickstart. Randomly initialised only. Patches of 8
+    # pixels: grids of S/8 (embedding) and S/2 (masks), fine enough for the myocardium at the quickstart's 160 px.
     "tiny": SAMConfig(
-        64, 2, 2, (1,), window_size=4, prompt_dim=64, decoder_mlp_dim=128, decoder_heads=2, iou_head_hidden_dim=64
+        64, 2, 2, (1,), window_size=4, prompt_dim=64, decoder_mlp_dim=128, decoder_heads=2, iou_head_hidden_dim=64,
+        patch_size=8,
     ),
 }
 
@@ -60,7 +64,8 @@ def build_sam(
 
     Args:
         sam_type: ``"vit_b"``, ``"vit_l"``, ``"vit_h"`` or ``"tiny"``.
-        image_size: input side ``S``, a multiple of 16; the embedding grid is ``S/16``.
+        image_size: input side ``S``, a multiple of 16 (of the patch size); the embedding grid is ``S/16``
+            (``S / patch_size``).
         checkpoint: optional official SAM state dict file, loaded with :func:`load_sam_checkpoint`.
         sdpa_attention: compute the image encoder's attention with ``scaled_dot_product_attention``
             (:func:`~aisam_monai.networks.encoder_attention.use_sdpa_encoder_attention`; same parameters and
@@ -71,14 +76,15 @@ def build_sam(
     """
     if sam_type not in SAM_CONFIGS:
         raise ValueError(f"unknown sam_type {sam_type!r}; expected one of {sorted(SAM_CONFIGS)}.")
-    if image_size <= 0 or image_size % 16 != 0:
-        raise ValueError(f"image_size must be a positive multiple of 16, got {image_size}.")
     cfg = SAM_CONFIGS[sam_type]
-    grid = image_size // 16
+    multiple = max(16, cfg.patch_size)
+    if image_size <= 0 or image_size % multiple != 0:
+        raise ValueError(f"image_size must be a positive multiple of {multiple}, got {image_size}.")
+    grid = image_size // cfg.patch_size
     sam = Sam(
         image_encoder=ImageEncoderViT(
             img_size=image_size,
-            patch_size=16,
+            patch_size=cfg.patch_size,
             embed_dim=cfg.embed_dim,
             depth=cfg.depth,
             num_heads=cfg.num_heads,

@@ -10,6 +10,7 @@ from aisam_monai.transforms.intensity import (
     SAM_PIXEL_MEAN,
     SAM_PIXEL_STD,
     SAMNormalized,
+    ScaleToUnitd,
     intensity_transform,
 )
 from aisam_monai.transforms.presets import eval_transforms, inference_transforms, train_transforms
@@ -21,6 +22,7 @@ __all__ = [
     "SAM_PIXEL_MEAN",
     "SAM_PIXEL_STD",
     "SAMNormalized",
+    "ScaleToUnitd",
     "intensity_transform",
     "RandSliceSampled",
     "RandRot90Flipd",

@@ -87,7 +87,7 @@ def train_transforms(
     keys = ["image", "label"]
     chain = _load(keys, None) if load else []
     chain += [
-        intensity_transform(intensity, "image"),
+        intensity_transform(intensity, "image", in_place=load),
         EnsureTyped(keys, dtype=None, track_meta=True),
         RandSliceSampled(
             keys, "label", spatial_axis=slice_axis, num_samples=slices_per_volume, foreground_prob=foreground_prob
@@ -134,10 +134,12 @@ def eval_transforms(intensity: Mapping, *, orientation: str | None = None, load:
     """
     keys = ["image", "label"]
     chain = _load(keys, orientation) if load else []
-    return Compose(chain + [intensity_transform(intensity, "image"), EnsureTyped(keys, dtype=None, track_meta=True)])
+    scale = intensity_transform(intensity, "image", in_place=load)  # in place on freshly loaded volumes: no copies
+    return Compose(chain + [scale, EnsureTyped(keys, dtype=None, track_meta=True)])
 
 
 def inference_transforms(intensity: Mapping, *, orientation: str | None = None, load: bool = True) -> Compose:
     """:func:`eval_transforms` for an ``image`` alone (no label); invertible with ``Invertd`` for ``SaveImaged``."""
     chain = _load(["image"], orientation) if load else []
-    return Compose(chain + [intensity_transform(intensity, "image"), EnsureTyped("image", dtype=None, track_meta=True)])
+    scale = intensity_transform(intensity, "image", in_place=load)
+    return Compose(chain + [scale, EnsureTyped("image", dtype=None, track_meta=True)])

@@ -38,9 +38,10 @@ def _volumes(n=2):
     return items
 
 
-def _trainer(net, epochs, handlers=()):
+def _trainer(net, epochs, handlers=(), **kwargs):
     opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=2e-4, weight_decay=0.01)
     return AISAMTrainer(
+        **kwargs,
         device=torch.device("cpu"),
         max_epochs=epochs,
         train_data_loader=DataLoader(Dataset(_slices()), batch_size=2),
@@ -53,6 +54,18 @@ def _trainer(net, epochs, handlers=()):
 
 
 class TestAISAMEngines(unittest.TestCase):
+    def test_gradient_clipping(self):
+        torch.manual_seed(0)
+        net = AISAM(num_classes=4, sam_type="tiny", image_size=SIZE, train_encoder=True)
+        trainer = _trainer(net, 1, max_grad_norm=1e-3)
+        trainer.run()  # the gradients of the last step stay on the parameters (zeroed at the next step)
+        grads = [p.grad for p in net.parameters() if p.grad is not None]
+        clipped = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).item()
+        self.assertGreater(trainer.state.grad_norm, 1e-3)  # the norm before clipping
+        self.assertLessEqual(clipped, 1e-3 * (1 + 1e-4))
+        with self.assertRaisesRegex(ValueError, "max_grad_norm"):
+            _trainer(net, 1, max_grad_norm=0.0)
+
     def test_trainer_logs_parts_and_updates(self):
         net = AISAM(num_classes=4, sam_type="tiny", image_size=SIZE, train_encoder=True)
         before = [p.detach().clone() for p in net.parameters() if p.requires_grad]
@@ -60,7 +73,7 @@ class TestAISAMEngines(unittest.TestCase):
         trainer.run()
         out = trainer.state.output  # decollated, as in MONAI
         self.assertEqual(len(out), 2)
-        self.assertEqual(out[0]["pred"].shape, (4, SIZE // 4, SIZE // 4))
+        self.assertEqual(out[0]["pred"].shape, (4, *net.mask_size))
         self.assertIsInstance(out[0]["loss"], float)  # the scalar loss, replicated per sample
         for part in ("seg", "cls", "point_correctness", "point_sharpness", "diversity"):
             self.assertIn(f"train_loss_{part}", trainer.state.metrics)
@@ -85,7 +98,7 @@ class TestAISAMEngines(unittest.TestCase):
             )
             evaluator.run()
             self.assertTrue(0.0 <= evaluator.state.metrics["val_mean_dice"] <= 1.0)
-            self.assertEqual(evaluator.state.output["label_lowres"].shape, (1, 1, SIZE // 4, SIZE // 4, 4))
+            self.assertEqual(evaluator.state.output["label_lowres"].shape, (1, 1, *net.mask_size, 4))
             self.assertTrue(os.path.isfile(os.path.join(d, "metrics_per_case.csv")))
             summary = report.summary
             self.assertEqual(summary["eval_mode"], "gt_box")

@@ -12,7 +12,15 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 
-from aisam_monai.handlers import CheckedCheckpointLoader, PredictionWriter, check_checkpoint, find_last_checkpoint
+from ignite.engine import Engine
+
+from aisam_monai.handlers import (
+    AtomicCheckpointSaver,
+    CheckedCheckpointLoader,
+    PredictionWriter,
+    check_checkpoint,
+    find_last_checkpoint,
+)
 from aisam_monai.networks import AISAM
 
 torch.set_num_threads(1)
@@ -33,6 +41,42 @@ class TestCheckpointChecks(unittest.TestCase):
             torch.save({"model": net.state_dict(), "optimizer": {}}, path)
             check_checkpoint(path, net)  # a training checkpoint holding the state under "model" fits
             CheckedCheckpointLoader(path, {"model": net})
+
+    def test_truncated_checkpoint_is_one_line(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "checkpoint_epoch=3.pt")
+            net = AISAM(num_classes=4, sam_type="tiny", image_size=64)
+            torch.save({"model": net.state_dict()}, path)
+            with open(path, "r+b") as f:  # what a kill during a non-atomic write leaves
+                f.truncate(os.path.getsize(path) // 2)
+            with self.assertRaisesRegex(ValueError, r"checkpoint_epoch=3.pt: not a readable checkpoint"):
+                check_checkpoint(path, net)
+
+    def test_atomic_saver_keeps_the_last_good_file(self):
+        class Boom:  # a save_dict entry whose state fails to serialise half-way through the file
+            def state_dict(self):
+                return {"ok": torch.zeros(1000), "bad": lambda: None}
+
+        with tempfile.TemporaryDirectory() as d:
+            net = torch.nn.Linear(3, 2)
+            trainer = Engine(lambda e, b: None)
+            saver = AtomicCheckpointSaver(d, {"model": net, "boom": Boom()}, save_interval=1, n_saved=1)
+            saver.attach(trainer)
+            trainer.state.epoch = 1
+            saver._interval_checkpoint.to_save["boom"] = torch.nn.Linear(1, 1)  # epoch 1 saves fine
+            saver.interval_completed(trainer)
+            self.assertEqual(sorted(os.listdir(d)), ["checkpoint_epoch=1.pt"])
+            saver._interval_checkpoint.to_save["boom"] = Boom()
+            trainer.state.epoch = 2
+            with self.assertRaises(Exception):
+                saver.interval_completed(trainer)
+            self.assertEqual(sorted(os.listdir(d)), ["checkpoint_epoch=1.pt"])  # intact; no partial or temporary file
+            state = torch.load(os.path.join(d, "checkpoint_epoch=1.pt"), weights_only=True)
+            torch.testing.assert_close(state["model"]["weight"], net.weight.detach())
+            saver._interval_checkpoint.to_save["boom"] = torch.nn.Linear(1, 1)
+            trainer.state.epoch = 3
+            saver.interval_completed(trainer)
+            self.assertEqual(sorted(os.listdir(d)), ["checkpoint_epoch=3.pt"])  # the older file goes once this is written
 
     def test_find_last(self):
         with tempfile.TemporaryDirectory() as d:

@@ -18,9 +18,11 @@ import torch.nn.functional as F
 from monai.losses import DiceCELoss
 
 from aisam_monai.networks import AISAM
+from aisam_monai.networks.sam_builder import SAM_CONFIGS
 from aisam_monai.transforms import SAM_PIXEL_MEAN, SAM_PIXEL_STD
 
 SIZE = 64
+MASK_STRIDE = SAM_CONFIGS["tiny"].patch_size // 4  # input pixels per mask cell
 CONFIG = {"num_classes": 2, "sam_type": "tiny", "image_size": SIZE, "train_encoder": True}
 CLASS_NAMES = ["background", "disk"]
 
@@ -39,7 +41,7 @@ def disks(height: int, width: int, left: tuple[float, float], right: tuple[float
 
 
 def _batch(n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """SAM-normalised model-frame images ``(n, 3, S, S)``, targets ``(n, 1, S/4, S/4)``, clicks ``(n, 2, 2, 2)``."""
+    """SAM-normalised model-frame images ``(n, 3, S, S)``, targets ``(n, 1, 4h, 4w)`` on the mask grid, clicks ``(n, 2, 2, 2)``."""
     images, targets, clicks = [], [], []
     for _ in range(n):
         jitter_x, jitter_y = rng.integers(-SIZE // 16, SIZE // 16 + 1, 2), rng.integers(-SIZE // 8, SIZE // 8 + 1, 2)
@@ -50,7 +52,7 @@ def _batch(n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor
         target = disks(SIZE, SIZE, chosen[0], chosen[1], radius)
         background = (float(rng.integers(0, SIZE // 10)), float(rng.integers(0, SIZE)))
         images.append(image)
-        targets.append(target[2::4, 2::4])
+        targets.append(target[MASK_STRIDE // 2 :: MASK_STRIDE, MASK_STRIDE // 2 :: MASK_STRIDE])  # nearest-exact
         clicks.append([[background, background], chosen])
     images = torch.as_tensor(np.stack(images), dtype=torch.float32)[:, None].expand(-1, 3, -1, -1)
     images = (images - torch.tensor(SAM_PIXEL_MEAN).view(1, 3, 1, 1)) / torch.tensor(SAM_PIXEL_STD).view(1, 3, 1, 1)
@@ -58,7 +60,7 @@ def _batch(n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor
 
 
 @functools.lru_cache(maxsize=1)
-def trained_model(steps: int = 150, seed: int = 0) -> AISAM:
+def trained_model(steps: int = 300, seed: int = 0) -> AISAM:
     """The trained tiny model (cached for the test session); callers must not modify it."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)

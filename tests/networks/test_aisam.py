@@ -10,11 +10,13 @@ from aisam_monai.losses import AISAMLoss
 from aisam_monai.networks import AISAM, combine_class_masks
 from aisam_monai.networks.prompts import box_masks, grid_index_to_pixel
 from aisam_monai.networks.reference import reference_forward
+from aisam_monai.networks.sam_builder import SAM_CONFIGS
 
 torch.set_num_threads(1)
 
 # num_classes, batch, image_size
-SHAPE_CASES = [[4, 1, 256], [4, 3, 256], [9, 1, 512], [9, 3, 256], [4, 3, 512]]
+SHAPE_CASES = [[4, 1, 128], [4, 3, 128], [9, 1, 256], [9, 3, 128], [4, 3, 256]]
+PATCH = SAM_CONFIGS["tiny"].patch_size  # embedding grid S / PATCH, mask grid 4 S / PATCH
 
 
 def _model(num_classes=4, image_size=64, **kwargs) -> AISAM:
@@ -29,14 +31,16 @@ class TestAISAMShapes(unittest.TestCase):
         with torch.no_grad():
             out = model(torch.rand(b, 3, s, s))
         n, d = model.prompter.num_points, model.sam.prompt_encoder.embed_dim
-        self.assertEqual(out["logits"].shape, (b, c, s // 4, s // 4))
+        g = s // PATCH
+        self.assertEqual((model.grid, model.mask_size), ((g, g), (4 * g, 4 * g)))
+        self.assertEqual(out["logits"].shape, (b, c, 4 * g, 4 * g))
         self.assertEqual(out["class_logits"].shape, (b, c))
-        self.assertEqual(out["point_weights"].shape, (b, c, n, s // 16, s // 16))
+        self.assertEqual(out["point_weights"].shape, (b, c, n, g, g))
         self.assertEqual(out["point_features"].shape, (b, c, n, d))
         self.assertEqual(out["points"].shape, (b, c, n, 2))
         sums = out["point_weights"].sum((-2, -1))
         torch.testing.assert_close(sums, torch.ones_like(sums))
-        self.assertEqual(model.predict_labels(out).shape, (b, 1, s // 4, s // 4))
+        self.assertEqual(model.predict_labels(out).shape, (b, 1, 4 * g, 4 * g))
 
     def test_bad_image_shape(self):
         with self.assertRaisesRegex(ValueError, r"\(B, 3, 64, 64\)"):
@@ -50,7 +54,7 @@ class TestAISAMShapes(unittest.TestCase):
         model = _model(use_classifier=False).eval()
         out = model(torch.rand(2, 3, 64, 64))
         self.assertIsNone(out["class_logits"])
-        self.assertEqual(model.predict_labels(out).shape, (2, 1, 16, 16))
+        self.assertEqual(model.predict_labels(out).shape, (2, 1, 256 // PATCH, 256 // PATCH))
 
 
 class TestBatchedEqualsLoop(unittest.TestCase):
@@ -124,7 +128,8 @@ class TestPointEncoding(unittest.TestCase):
         out = model(torch.rand(2, 3, 128, 128))
         idx = out["point_weights"].flatten(3).argmax(-1)
         torch.testing.assert_close(out["points"], grid_index_to_pixel(idx, model.grid, 128))
-        self.assertTrue(((out["points"] - 7.5) % 16 == 0).all())  # centres of 16-px cells
+        cell = 128 // model.grid[0]
+        self.assertTrue(((out["points"] - (cell / 2 - 0.5)) % cell == 0).all())  # centres of the embedding cells
 
     def test_one_hot_mode_with_soft_points(self):
         model = _model(4, 64, hard_points=False).eval()
@@ -153,7 +158,9 @@ class TestBoxes(unittest.TestCase):
         w = out["point_weights"][:, 2]
         self.assertEqual(w.masked_select(~inside_grid[:, 2, None].expand_as(w)).abs().max().item(), 0.0)
         low = out["logits"][:, 2]
-        ys, xs = torch.meshgrid(torch.arange(32) * 4 + 2, torch.arange(32) * 4 + 2, indexing="ij")
+        m = model.mask_size[0]
+        centres = torch.arange(m) * (128 // m) + 128 // m // 2  # pixel sampled by each mask cell (nearest-exact)
+        ys, xs = torch.meshgrid(centres, centres, indexing="ij")
         outside = ~((xs >= 16) & (xs <= 63) & (ys >= 24) & (ys <= 95))
         self.assertTrue((low[:, outside] <= -1e4 + 1).all())
         self.assertTrue((low[:, ~outside] > -1e3).all())
