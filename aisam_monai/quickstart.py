@@ -10,7 +10,7 @@ before it runs.
 
 Usage (from the repository root)::
 
-    python -m aisam_monai.quickstart [--out quickstart_out] [--epochs 45] [--image_size 160]
+    python -m aisam_monai.quickstart [--out quickstart_out] [--epochs 60] [--image_size 160]
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def _val_interval(epochs: int, target: int = 15) -> int:
 def run_quickstart(
     out: str = "quickstart_out",
     cases: int = 20,
-    epochs: int = 45,
+    epochs: int = 60,
     image_size: int = 160,
     learning_rate: float = 2e-3,
     seed: int = 0,
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m aisam_monai.quickstart", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="quickstart_out", help="output folder")
     parser.add_argument("--cases", type=int, default=20, help="synthetic patients (2 volumes each)")
-    parser.add_argument("--epochs", type=int, default=45)
+    parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--image_size", type=int, default=160)
     parser.add_argument("--learning_rate", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
