@@ -141,8 +141,8 @@ def run_quickstart(
         "slices_per_volume": 8,
         "foreground_prob": 0.85,  # mostly heart slices; the rest teach the classifier absent classes
         "augment": False,  # the phantoms vary enough; augmentation slows the short training down
-        # soft points in training: the random model leaves its first plateau sooner; evaluation and inference use
-        # one-hot points (argmax of W), which the sharpness loss makes match the soft ones
+        # soft points in training: in our runs the random model left its first plateau sooner; evaluation and
+        # inference use one-hot points (argmax of W), which the sharpness loss makes match the soft ones
         "hard_points": False,
         "val_interval": _val_interval(epochs),  # the last epoch is validated, so the best model can be the last
     }

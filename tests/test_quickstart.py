@@ -9,12 +9,17 @@ import unittest
 
 import nibabel as nib
 
-from aisam_monai.quickstart import run_quickstart
+from aisam_monai.quickstart import _val_interval, run_quickstart
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class TestQuickstart(unittest.TestCase):
+    def test_validation_ends_on_the_last_epoch(self):
+        for epochs, expected in ((60, 15), (45, 15), (80, 16), (7, 7), (1, 1)):
+            interval = _val_interval(epochs)
+            self.assertEqual((interval, epochs % interval), (expected, 0), epochs)
+
     def test_all_steps_write_their_outputs(self):
         cwd = os.getcwd()
         with tempfile.TemporaryDirectory() as d:

@@ -99,14 +99,25 @@ class PrepareResult:
     notes: list[dict] = field(default_factory=list)
 
 
+def _default_file_mode() -> int:
+    """``0o666`` less the process umask: the mode ``open()`` would give a new file (``mkstemp`` gives ``0o600``)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write_bytes(path: str | os.PathLike, write: Callable[[str], None], suffix: str = "") -> None:
-    """Call ``write(tmp_path)`` on a temporary file in the target directory, then ``os.replace`` it."""
+    """
+    Call ``write(tmp_path)`` on a temporary file in the target directory, then ``os.replace`` it; the file gets the
+    permissions a plain ``open()`` would give it (readable by the group and others under the usual umask).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, _default_file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
