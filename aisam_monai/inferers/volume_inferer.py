@@ -157,8 +157,8 @@ class SliceVolumeInferer(Inferer):
         """
         Args:
             inputs: ``(1, H, W, D)`` or ``(1, 1, H, W, D)`` volume with intensities in [0, 1].
-            network: an AISAM (or a ``DistributedDataParallel`` around one) with ``num_classes`` and
-                ``predict_labels``.
+            network: an AISAM (or a ``DistributedDataParallel`` around one) with ``num_classes``, ``mask_size``
+                and ``predict_labels``.
             label: ground truth of the same layout, needed by the label-driven evaluation modes.
             prompts: optional user prompts per slice (along ``spatial_dim``), in input voxel coordinates of the
                 slice (row, column): ``points (D, C, K, 2)`` with ``point_labels (D, C, K)`` (1/0/-1),
@@ -194,7 +194,7 @@ class SliceVolumeInferer(Inferer):
         volume = inputs.reshape(inputs.shape[-3:]).movedim(self.spatial_dim, -1)  # (H, W, D) slices last
         gt = None if label is None else label.reshape(label.shape[-3:]).movedim(self.spatial_dim, -1)
         h, w, depth = volume.shape
-        low = model.mask_size[0] if hasattr(model, "mask_size") else self.image_size // 4  # decoder's mask grid
+        low = model.mask_size[0]  # the decoder's mask grid: S/4 for the SAM backbones, S/2 for tiny
         device = volume.device
         # uint8 label volumes: a quarter of the float32 input's memory (classes < 256)
         pred = torch.zeros((h, w, depth), dtype=torch.uint8, device=device)

@@ -23,6 +23,7 @@ class ThresholdNet(torch.nn.Module):
         super().__init__()
         self.num_classes = 2
         self.image_size = image_size
+        self.mask_size = (image_size // 4, image_size // 4)  # its logits are area-pooled by 4
         self.calls: list[dict] = []
 
     def forward(self, image, **kwargs):
