@@ -13,7 +13,7 @@ from monai.utils import string_list_all_gather
 
 from aisam_monai.metrics import write_report
 
-__all__ = ["PaperReportHandler", "batch_case_names"]
+__all__ = ["PaperReportHandler", "batch_case_names", "case_stem"]
 
 
 def batch_case_names(batch: dict, key: str) -> list[str]:
@@ -22,11 +22,13 @@ def batch_case_names(batch: dict, key: str) -> list[str]:
     meta = getattr(image, "meta", None) or batch.get(f"{key}_meta_dict") or {}
     names = meta.get("filename_or_obj", [])
     names = [names] if isinstance(names, str) else list(names)
-    stems = []
-    for name in names:
-        base = os.path.basename(str(name))
-        stems.append(base[: -len(".nii.gz")] if base.endswith(".nii.gz") else os.path.splitext(base)[0])
-    return stems
+    return [case_stem(name) for name in names]
+
+
+def case_stem(path: str | os.PathLike) -> str:
+    """Case name of an image file: its base name without ``.nii.gz`` (or its one extension)."""
+    base = os.path.basename(str(path))
+    return base[: -len(".nii.gz")] if base.endswith(".nii.gz") else os.path.splitext(base)[0]
 
 
 class PaperReportHandler:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from aisam_monai.inferers.streaming import StreamingNiftiInferer
 from aisam_monai.inferers.volume_inferer import EVAL_MODES, SliceVolumeInferer
 
-__all__ = ["EVAL_MODES", "SliceVolumeInferer"]
+__all__ = ["EVAL_MODES", "SliceVolumeInferer", "StreamingNiftiInferer"]
