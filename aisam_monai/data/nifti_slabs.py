@@ -239,6 +239,9 @@ class NiftiSlabWriter:
     def close(self) -> None:
         """Finish the file; every slice must have been written."""
         if self.written != self.shape[self.slice_axis]:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
             raise ValueError(f"{self.path}: {self.written} of {self.shape[self.slice_axis]} slices written.")
         if not self.streaming:
             volume = np.moveaxis(self._gathered, -1, self.slice_axis).reshape(self.shape)
