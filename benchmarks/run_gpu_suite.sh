@@ -68,8 +68,9 @@ stage train 45 bench_train_step --sam-type vit_b --size 1024 --classes 9 --batch
     --warmup 1 --repeats 3
 # 3. one interactive edit with a cached embedding (tiny@256, ViT-B@256, ViT-B@1024)
 stage edit 25 bench_interactive_edit --warmup 2 --repeats 10
-# 4. whole volumes NIfTI -> NIfTI (ACDC 256x216x10, Synapse 512x512x150), ViT-B at 1024, C = 9, bf16
-stage volume 40 bench_volume --sam-type vit_b --size 1024 --classes 9 --sw-batch-size 32
+# 4. whole volumes NIfTI -> NIfTI (ACDC 256x216x10, Synapse 512x512x150), ViT-B at 1024, C = 9, bf16; the
+#    slab-streamed path of the bundles' inference and the whole-volume path of evaluation
+stage volume 50 bench_volume --sam-type vit_b --size 1024 --classes 9 --sw-batch-size 32 --slab-slices 64
 # 5. FLOPs per slice and the achieved fraction of ~790 bf16 TFLOP/s (measured matmul peak of H100/H200)
 stage flops 30 bench_flops --sam-types vit_b vit_h --sizes 1024 --classes 4 9 --batch 16 --dtype bf16 \
     --peak-tflops 790 --warmup 2 --repeats 3

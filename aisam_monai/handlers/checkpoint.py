@@ -26,6 +26,7 @@ __all__ = [
 
 _LOGGER = logging.getLogger("aisam_monai.inputs")
 _EPOCH = re.compile(r"checkpoint_epoch=(\d+)\.pt$")
+_TEMPORARY = re.compile(r"tmp[a-z0-9_]{8}")  # the temporary name of ignite's atomic DiskSaver (tempfile)
 
 
 def _reported(error: Exception) -> Exception:
@@ -210,12 +211,23 @@ class ResumeHandler:
             check_checkpoint(self.path, self.save_dict["model"], key="model")
 
     def attach(self, engine: Engine) -> None:
+        self._remove_stale_temporaries()
         objects = {**self.save_dict, "trainer": engine}
         if self.path is not None:
             CheckpointLoader(self.path, objects, map_location=self.map_location).attach(engine)
             engine.add_event_handler(Events.STARTED, self._announce)
         AtomicCheckpointSaver(self.checkpoint_dir, objects, save_interval=self.save_interval, n_saved=1).attach(engine)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._prune)
+
+    def _remove_stale_temporaries(self) -> None:
+        """Remove the temporary files (``tmpXXXXXXXX``) of saves that a killed run left half-written."""
+        if idist.get_rank() != 0 or not os.path.isdir(self.checkpoint_dir):
+            return
+        stale = [n for n in os.listdir(self.checkpoint_dir) if _TEMPORARY.fullmatch(n)]
+        for name in stale:
+            os.remove(os.path.join(self.checkpoint_dir, name))
+        if stale:
+            self.logger.info(f"removed {len(stale)} temporary file(s) of an interrupted save from {self.checkpoint_dir}")
 
     def _prune(self, engine: Engine) -> None:
         """Remove checkpoints older than the newest (those of a previous run are unknown to the new saver)."""

@@ -18,6 +18,7 @@ from aisam_monai.handlers import (
     AtomicCheckpointSaver,
     CheckedCheckpointLoader,
     PredictionWriter,
+    ResumeHandler,
     check_checkpoint,
     find_last_checkpoint,
 )
@@ -77,6 +78,15 @@ class TestCheckpointChecks(unittest.TestCase):
             trainer.state.epoch = 3
             saver.interval_completed(trainer)
             self.assertEqual(sorted(os.listdir(d)), ["checkpoint_epoch=3.pt"])  # the older file goes once this is written
+
+    def test_resume_removes_temporaries_of_a_killed_save(self):
+        with tempfile.TemporaryDirectory() as d:
+            net = torch.nn.Linear(3, 2)
+            torch.save({"model": net.state_dict()}, os.path.join(d, "checkpoint_epoch=1.pt"))
+            for name in ("tmpa1b2_c3d", "tmp_notes.txt", "model.pt"):  # a killed save's leftover, two user files
+                open(os.path.join(d, name), "w").close()
+            ResumeHandler(d, {"model": net}).attach(Engine(lambda e, b: None))
+            self.assertEqual(sorted(os.listdir(d)), ["checkpoint_epoch=1.pt", "model.pt", "tmp_notes.txt"])
 
     def test_find_last(self):
         with tempfile.TemporaryDirectory() as d:
