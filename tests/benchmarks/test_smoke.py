@@ -47,7 +47,8 @@ class TestBenchmarkSmoke(unittest.TestCase):
 
     def test_volume(self):
         record = self._run(bench_volume, "volume")
-        self.assertEqual([r["case"] for r in record["rows"]], ["acdc", "synapse"])
+        cases = [(r["case"], r["path"]) for r in record["rows"]]
+        self.assertEqual(cases, [(c, p) for c in ("acdc", "synapse") for p in ("streaming", "whole")])
         for row in record["rows"]:
             self.assertGreater(row["seconds"], 0)
             self.assertGreaterEqual(row["peak_rss_mb"], row["rss_before_mb"] - 1)
