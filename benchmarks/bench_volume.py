@@ -134,6 +134,16 @@ def _volumes(args) -> list[tuple[str, tuple[int, int, int]]]:
     return volumes
 
 
+def _timed_run(evaluator, device: torch.device) -> tuple[float, float | None]:
+    """Run ``evaluator`` with the host and GPU peaks reset first; return its wall time and the RSS before it."""
+    before = rss_mb()
+    reset_peaks(device)
+    start = time.perf_counter()
+    evaluator.run()
+    synchronize(device)
+    return time.perf_counter() - start, before
+
+
 def _run_whole(args, model, device, amp, image, out_dir, names) -> dict:
     """The whole-volume path; its phases and their peaks."""
     loader = DataLoader(Dataset([{"image": image}], inference_transforms(INTENSITY)), batch_size=1, num_workers=0)
@@ -143,12 +153,7 @@ def _run_whole(args, model, device, amp, image, out_dir, names) -> dict:
         device=device, val_data_loader=loader, network=model, inferer=inferer, val_handlers=[writer], amp=amp
     )
     marks = attach_phase_timer(evaluator, device)
-    before = rss_mb()
-    reset_peaks(device)
-    start = time.perf_counter()
-    evaluator.run()
-    synchronize(device)
-    seconds = time.perf_counter() - start
+    seconds, before = _timed_run(evaluator, device)
     peak = max(marks["load_peak_rss"], marks["infer_peak_rss"], marks["write_peak_rss"])
     return {
         "seconds": seconds, "written": writer.written[-1], "rss_before_mb": before, "peak_rss_mb": peak,
@@ -167,12 +172,7 @@ def _run_streaming(args, model, device, amp, image, out_dir, names) -> dict:
     inferer = SliceVolumeInferer(image_size=args.size, sw_batch_size=args.sw_batch_size, spatial_dim=2)
     streamer = StreamingNiftiInferer(inferer, INTENSITY, slab_slices=args.slab_slices)
     evaluator = StreamingEvaluator(device, [{"image": image}], model, streamer, out_dir, names, amp=amp)
-    before = rss_mb()
-    reset_peaks(device)
-    start = time.perf_counter()
-    evaluator.run()
-    synchronize(device)
-    seconds = time.perf_counter() - start
+    seconds, before = _timed_run(evaluator, device)
     return {"seconds": seconds, "written": evaluator.state.output["pred"], "rss_before_mb": before, "peak_rss_mb": peak_rss_mb()}
 
 

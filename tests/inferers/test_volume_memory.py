@@ -17,16 +17,9 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# Runs in a fresh process per depth: peak RSS (VmHWM, reset through /proc/self/clear_refs) of one inferer call on a
-# (1, 256, 256, D) volume, minus the RSS before it; then the same probe around a float32 (D, C, H, W) tensor, the
-# allocation that bounded inference must never make (it calibrates that the probe sees such growth).
-PROBE = textwrap.dedent(
+# Peak RSS growth of a call in MiB: VmHWM (reset through /proc/self/clear_refs) minus VmRSS before it.
+PEAK_GROWTH = textwrap.dedent(
     """
-    import json, sys
-    import torch
-    from aisam_monai.inferers import SliceVolumeInferer
-    from aisam_monai.networks import AISAM
-
     def status(field):
         with open("/proc/self/status") as f:
             return next(int(line.split()[1]) / 1024 for line in f if line.startswith(field + ":"))
@@ -37,6 +30,18 @@ PROBE = textwrap.dedent(
             f.write("5")
         result = fn()
         return status("VmHWM") - before, result
+    """
+)
+
+# Runs in a fresh process per depth: peak RSS (VmHWM, reset through /proc/self/clear_refs) of one inferer call on a
+# (1, 256, 256, D) volume, minus the RSS before it; then the same probe around a float32 (D, C, H, W) tensor, the
+# allocation that bounded inference must never make (it calibrates that the probe sees such growth).
+PROBE = PEAK_GROWTH + textwrap.dedent(
+    """
+    import json, sys
+    import torch
+    from aisam_monai.inferers import SliceVolumeInferer
+    from aisam_monai.networks import AISAM
 
     torch.set_num_threads(1)
     depth, classes, size = int(sys.argv[1]), 4, 256
@@ -55,23 +60,12 @@ PROBE = textwrap.dedent(
 
 # The same probe around StreamingNiftiInferer: the whole file-to-file run (read, intensity window, inference,
 # gzip-compressed write) of an int16 (512, 512, D) NIfTI, against a float32 (D, 512, 512) volume held in memory.
-STREAMING_PROBE = textwrap.dedent(
+STREAMING_PROBE = PEAK_GROWTH + textwrap.dedent(
     """
     import json, sys
     import torch
     from aisam_monai.inferers import SliceVolumeInferer, StreamingNiftiInferer
     from aisam_monai.networks import AISAM
-
-    def status(field):
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) / 1024 for line in f if line.startswith(field + ":"))
-
-    def peak_growth(fn):
-        before = status("VmRSS")
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        fn()
-        return status("VmHWM") - before
 
     torch.set_num_threads(1)
     image, warmup, out, depth = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -80,8 +74,8 @@ STREAMING_PROBE = textwrap.dedent(
     intensity = {"kind": "per_volume", "lower": 0.5, "upper": 99.5}
     streamer = StreamingNiftiInferer(SliceVolumeInferer(image_size=64, sw_batch_size=8), intensity, slab_slices=16)
     streamer(warmup, out, model)  # warm-up: kernels, thread pools, lazy imports
-    grown = peak_growth(lambda: streamer(image, out, model))
-    full = peak_growth(lambda: torch.ones(depth, 512, 512))
+    grown, _ = peak_growth(lambda: streamer(image, out, model))
+    full, _ = peak_growth(lambda: torch.ones(depth, 512, 512))
     print(json.dumps({"grown_mb": grown, "full_float_mb": full}))
     """
 )
