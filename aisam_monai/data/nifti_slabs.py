@@ -103,6 +103,8 @@ def stream_percentiles(img: nib.Nifti1Image, qs: Sequence[float], slab_slices: i
     for start in starts:
         slab = np.asarray(img.dataobj[:, :, start : start + slab_slices], dtype=np.float32)
         lo, hi = min(lo, float(np.nanmin(slab))), max(hi, float(np.nanmax(slab)))
+    if not lo < hi:  # a constant volume (or all NaN)
+        return [lo] * len(qs)
     edges = np.linspace(lo, hi, HISTOGRAM_BINS + 1)
     counts = np.zeros(HISTOGRAM_BINS, dtype=np.int64)
     for start in starts:

@@ -49,6 +49,7 @@ def train_transforms(
     slice_axis: int = 2,
     augment: bool = True,
     aug_prob: float = 0.5,
+    flips: bool = True,
     sam_normalize: bool = True,
     lowres_label: bool = False,
     num_points: int = 0,
@@ -73,6 +74,8 @@ def train_transforms(
         slice_axis: spatial axis of the slices (the datalist's ``slice_axis``).
         augment: apply the §3.3 augmentation.
         aug_prob: probability of each augmentation step.
+        flips: include the rot90-and-flip step; without it the augmentation keeps the anatomy's orientation
+            (rotations within +-20 degrees and scale-crops only), for structures told apart by their side.
         sam_normalize: apply SAM's pixel normalisation (spec §0.7).
         lowres_label: also emit ``label_lowres`` ``(1, S/4, S/4)`` (``nearest-exact`` from the ``S`` label).
         num_points: when > 0, emit ``points (C, N, 2)`` and ``point_labels (C, N)`` with ``N = num_points``.
@@ -94,11 +97,8 @@ def train_transforms(
         ),
     ]
     if augment:
-        chain += [
-            RandRot90Flipd(keys, prob=aug_prob),
-            RandIntegerRotated(keys, prob=aug_prob),
-            RandScaleCropd(keys, prob=aug_prob),
-        ]
+        chain += [RandRot90Flipd(keys, prob=aug_prob)] if flips else []
+        chain += [RandIntegerRotated(keys, prob=aug_prob), RandScaleCropd(keys, prob=aug_prob)]
     chain.append(Resized(keys, spatial_size=(image_size, image_size), mode=("bilinear", "nearest")))
     if lowres_label:
         low = image_size // 4

@@ -74,6 +74,11 @@ class TestNiftiSlabReader(unittest.TestCase):
         got = stream_percentiles(img, [1.0, 50.0, 99.0], slab_slices=2)
         np.testing.assert_allclose(got, np.percentile(data, [1.0, 50.0, 99.0]), atol=width)
 
+    def test_constant_volumes(self):
+        for dtype in (np.int16, np.float32):
+            img = nib.load(self._write(f"c_{np.dtype(dtype).name}.nii", np.full((6, 5, 4), 7, dtype)))
+            self.assertEqual(stream_percentiles(img, [0.5, 99.5]), [7.0, 7.0])
+
     def test_4d_single_volume(self):
         data = self.rng.integers(0, 100, size=(12, 10, 5, 1)).astype(np.int16)
         path = self._write("v4.nii.gz", data)
