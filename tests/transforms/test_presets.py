@@ -122,6 +122,24 @@ class TestPresets(unittest.TestCase):
         chain.set_random_state(0)
         torch.testing.assert_close(chain(self.items("training")[0])[1]["image"], out[1]["image"])  # seeded
 
+    def test_augmentation_without_flips_keeps_sides(self):
+        """Class 1 on the left half, class 2 on the right: without the rot90/flip step they never swap sides."""
+        label = torch.zeros(1, 48, 48, 4)
+        label[:, 8:40, 4:20] = 1
+        label[:, 8:40, 28:44] = 2
+        item = {"image": label / 2, "label": label}
+        for flips in (False, True):
+            chain = train_transforms(32, 3, {"kind": "range", "a_min": 0, "a_max": 1}, slices_per_volume=1,
+                                     aug_prob=1.0, flips=flips, load=False)  # fmt: skip
+            chain.set_random_state(1)
+            swapped = []
+            for _ in range(12):
+                out = chain(item)[0]["label"][0]
+                cols = torch.arange(32.0)
+                side = [float((out == c).float().mean(0) @ cols / (out == c).float().mean(0).sum()) for c in (1, 2)]
+                swapped.append(side[0] > side[1])
+            self.assertEqual(any(swapped), flips, f"flips={flips}: {swapped}")
+
     def test_eval_keeps_grid(self):
         item = self.items("test")[0]
         out = eval_transforms(self.meta["intensity"])(item)
