@@ -140,7 +140,10 @@ def run_quickstart(
         "batch_size": 1,  # 8 slices of one volume per step: twice the updates of 2 volumes at ~0.6x the step time
         "slices_per_volume": 8,
         "foreground_prob": 0.85,  # mostly heart slices; the rest teach the classifier absent classes
-        "augment": False,  # the phantoms vary enough; augmentation slows the short training down
+        # rotations within +-20 degrees and scale-crops, no rot90/flips (RV and LV are told apart by their side):
+        # held-out Dice 0.857 / 0.840 for seeds 0 / 1, against 0.822 / 0.732 without augmentation
+        "augment": True,
+        "aug_flips": False,
         # soft points in training: in our runs the random model left its first plateau sooner; evaluation and
         # inference use one-hot points (argmax of W), which the sharpness loss makes match the soft ones
         "hard_points": False,

@@ -113,6 +113,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--depths", nargs="+", type=int, default=None, help="Synapse-size depths (default 150)")
     parser.add_argument("--paths", nargs="+", default=["streaming", "whole"], choices=["streaming", "whole"])
     parser.add_argument("--slab-slices", type=int, default=32, help="slices per slab of the streaming path")
+    parser.add_argument("--resample", default="bilinear", choices=["bilinear", "nearest"], help="back to the slice grid")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only; default on for CUDA)")
     parser.add_argument("--stock-encoder", action="store_true", help="segment-anything's encoder attention (default: SDPA)")
     args = parser.parse_args(argv)
@@ -148,7 +149,7 @@ def _run_whole(args, model, device, amp, image, out_dir, names) -> dict:
     """The whole-volume path; its phases and their peaks."""
     loader = DataLoader(Dataset([{"image": image}], inference_transforms(INTENSITY)), batch_size=1, num_workers=0)
     writer = PredictionWriter(out_dir, names)
-    inferer = SliceVolumeInferer(image_size=args.size, sw_batch_size=args.sw_batch_size, spatial_dim=2)
+    inferer = SliceVolumeInferer(args.size, sw_batch_size=args.sw_batch_size, resample=args.resample)
     evaluator = AISAMEvaluator(
         device=device, val_data_loader=loader, network=model, inferer=inferer, val_handlers=[writer], amp=amp
     )
@@ -169,7 +170,7 @@ def _run_whole(args, model, device, amp, image, out_dir, names) -> dict:
 
 def _run_streaming(args, model, device, amp, image, out_dir, names) -> dict:
     """The slab-streamed path (read, infer and write interleaved): wall time and peak."""
-    inferer = SliceVolumeInferer(image_size=args.size, sw_batch_size=args.sw_batch_size, spatial_dim=2)
+    inferer = SliceVolumeInferer(args.size, sw_batch_size=args.sw_batch_size, resample=args.resample)
     streamer = StreamingNiftiInferer(inferer, INTENSITY, slab_slices=args.slab_slices)
     evaluator = StreamingEvaluator(device, [{"image": image}], model, streamer, out_dir, names, amp=amp)
     seconds, before = _timed_run(evaluator, device)
@@ -211,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                        "infer_peak_beyond_before_mb", "write_peak_beyond_before_mb",
                        "peak_rss_mb", "peak_beyond_before_mb", "input_float32_mb", "gpu_peak_mb"],
                 "whole volume NIfTI -> NIfTI (streaming: slab by slab; whole: load, infer, write)")
-    options = {k: getattr(args, k) for k in ("stock_encoder", "sw_batch_size", "slab_slices", "paths")}
+    options = {k: getattr(args, k) for k in ("stock_encoder", "sw_batch_size", "slab_slices", "paths", "resample")}
     record = {"benchmark": "volume", "env": environment(device), "options": options, "rows": rows}
     write_json(args.out, record)
     return record

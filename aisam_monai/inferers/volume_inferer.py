@@ -36,9 +36,10 @@ class SliceVolumeInferer(Inferer):
 
     Per batch of slices: resize to ``S x S`` (bilinear), replicate to 3 channels, SAM-normalise, run the model
     (all classes batched inside it), combine the class masks with the class gate at low resolution, and resize
-    back to the slice grid: ``nearest`` on the label map, or ``bilinear`` on the gated class probabilities of
-    that batch. Memory is bounded by one batch of slices whatever the depth; the output is a uint8 label
-    volume (up to 256 classes). Prompts travel through :meth:`__call__` (MONAI's ``SliceInferer`` drops extra
+    back to the slice grid: ``bilinear`` on the gated class probabilities of that batch (smooth contours, as the
+    interactive predictor gives; ``(k, C, H, W)`` float32 per batch) or ``nearest`` on the label map (cheaper:
+    no per-class full-size tensor; contours in steps of the mask grid). Memory is bounded by one batch of slices
+    whatever the depth; the output is a uint8 label volume (up to 256 classes). Prompts travel through :meth:`__call__` (MONAI's ``SliceInferer`` drops extra
     keyword arguments).
 
     Args:
@@ -49,7 +50,7 @@ class SliceVolumeInferer(Inferer):
         num_random_points: clicks per class in ``random_points`` mode.
         gate: class gate of the label combination: ``"hard"``, ``"soft"`` or ``"none"``.
         threshold: presence threshold of the hard gate.
-        resample: ``"nearest"`` (labels) or ``"bilinear"`` (probabilities) for the way back to the slice grid.
+        resample: ``"bilinear"`` (probabilities) or ``"nearest"`` (labels) for the way back to the slice grid.
         normalize: apply SAM's pixel mean/std to the ``[0, 1]`` intensities.
         progress: show a progress bar over the batches of slices.
         seed: seed of the random clicks (reproducible per call).
@@ -72,7 +73,7 @@ class SliceVolumeInferer(Inferer):
         num_random_points: int = 1,
         gate: str = "hard",
         threshold: float = 0.5,
-        resample: str = "nearest",
+        resample: str = "bilinear",
         normalize: bool = True,
         progress: bool = False,
         seed: int = 0,
