@@ -187,6 +187,8 @@ class SliceVolumeInferer(Inferer):
             raise ValueError(f"prompts may hold {_PROMPT_KEYS}, got {sorted(prompts)}.")
         model = network.module if isinstance(network, torch.nn.parallel.DistributedDataParallel) else network
         num_classes = model.num_classes
+        if num_classes > 256:
+            raise ValueError(f"label volumes are uint8: at most 256 classes, the model has {num_classes}.")
         # Np: ground-truth clicks per class of the prompt-quality test (gt_points_only)
         num_points = getattr(getattr(model, "prompter", None), "num_points", 4)
         if getattr(model, "image_size", self.image_size) != self.image_size:

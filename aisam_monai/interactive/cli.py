@@ -136,7 +136,7 @@ def _refine(args: argparse.Namespace) -> None:
     if previous is None:
         labels = predictor.predict_volume()
     else:
-        labels = torch.as_tensor(np.asarray(previous).reshape(predictor.shape).astype(np.int64))
+        labels = torch.as_tensor(np.asarray(previous).reshape(predictor.shape).astype(np.uint8))
         for z, pred in predictor.predict_slices(changed).items():
             labels[..., z] = pred.labels
     _write_seg(args.out, labels, args.image)

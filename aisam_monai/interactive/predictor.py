@@ -165,6 +165,8 @@ class AISAMPredictor:
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.model.to(self.device)
         self.num_classes = model.num_classes
+        if self.num_classes > 256:
+            raise ValueError(f"label volumes are uint8: at most 256 classes, the model has {self.num_classes}.")
         self.num_points = model.prompter.num_points
         names = list(class_names) if class_names is not None else [f"class_{c}" for c in range(self.num_classes)]
         if len(names) != self.num_classes:
@@ -328,11 +330,12 @@ class AISAMPredictor:
 
     def predict_volume(self) -> torch.Tensor:
         """
-        Label map of every slice, ``(H, W, D)`` int64 (a MetaTensor with the input's metadata when it had one).
+        Label map of every slice, ``(H, W, D)`` uint8 (a MetaTensor with the input's metadata when it had one; one
+        byte per voxel, as the NIfTI outputs, for up to 256 classes).
         Slices are encoded and decoded ``batch_size`` at a time; memory stays bounded by the caches.
         """
         h, w, depth = self.shape
-        out = torch.zeros((h, w, depth), dtype=torch.int64)
+        out = torch.zeros((h, w, depth), dtype=torch.uint8)
         starts = range(0, depth, self.batch_size)
         for start in tqdm(starts, desc="slices", unit="batch") if self.progress and depth > 1 else starts:
             for z, pred in self.predict_slices(range(start, min(start + self.batch_size, depth))).items():

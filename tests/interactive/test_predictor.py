@@ -213,6 +213,7 @@ class TestPredictorModes(unittest.TestCase):
         try:
             labels = p.predict_volume()
             self.assertEqual(tuple(labels.shape), (40, 56, 7))
+            self.assertEqual(labels.dtype, torch.uint8)
             torch.testing.assert_close(labels.affine, volume.affine)
             self.assertEqual((counter.calls, counter.images), (3, 7))  # batches of 3 slices, each encoded once
             p.set_present_classes(["background"], slice_index=3, propagate=1)
