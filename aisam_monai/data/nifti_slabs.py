@@ -28,22 +28,28 @@ from nibabel.volumeutils import apply_read_scaling
 
 from aisam_monai.transforms.intensity import intensity_transform
 
-__all__ = ["NiftiSlabReader", "NiftiSlabWriter", "stream_percentiles", "HISTOGRAM_BINS"]
+__all__ = ["NiftiSlabReader", "NiftiSlabWriter", "open_volume", "stream_percentiles", "HISTOGRAM_BINS"]
 
 HISTOGRAM_BINS = 65536
 """Bins of the percentile histogram of volumes stored as floats or wide integers; the percentile is then exact
 to ``(max - min) / HISTOGRAM_BINS``. Volumes stored as (u)int8/16 get exact percentiles."""
 
 
-def _open(path: str | os.PathLike) -> nib.Nifti1Image:
-    """Open a 3D NIfTI lazily (file kept open: forward seeks in a gzip stream are cheap), or raise one line."""
+def open_volume(path: str | os.PathLike) -> nib.Nifti1Image:
+    """
+    Open a 3D NIfTI lazily (the file kept open: forward seeks in a gzip stream are cheap), a trailing 4th axis of
+    one volume accepted.
+
+    Raises:
+        FileNotFoundError, ValueError: missing file, unreadable file, not a 3D volume (one line naming the file).
+    """
     path = str(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: input image not found.")
     try:
         img = nib.load(path, keep_file_open=True)
     except Exception as e:  # nibabel raises many types for unreadable files
-        raise ValueError(f"{path}: not a readable NIfTI image ({type(e).__name__}: {e}).") from e
+        raise ValueError(f"{path}: not a readable NIfTI image ({type(e).__name__}).") from e
     shape = img.shape
     if not (len(shape) == 3 or (len(shape) == 4 and shape[3] == 1)):
         raise ValueError(f"{path}: expected a 3D volume (H, W, D), got shape {tuple(shape)}.")
@@ -146,7 +152,7 @@ class NiftiSlabReader:
         if slab_slices < 1:
             raise ValueError(f"slab_slices must be positive, got {slab_slices}.")
         self.path = str(path)
-        self.img = _open(self.path)
+        self.img = open_volume(self.path)
         self.slice_axis = slice_axis
         self.slab_slices = slab_slices
         self.streaming = slice_axis == 2
@@ -210,8 +216,8 @@ class NiftiSlabWriter:
         self.header = template.header.copy()
         self.header.set_data_shape(self.shape)
         self.header.set_data_dtype(np.uint8)
-        spatial = self.shape[:3]
-        self._gathered = None if self.streaming else np.zeros(np.moveaxis(np.empty(spatial, np.bool_), slice_axis, -1).shape, np.uint8)
+        self._in_plane = tuple(s for i, s in enumerate(self.shape[:3]) if i != slice_axis)
+        self._gathered = None if self.streaming else np.zeros((*self._in_plane, self.shape[slice_axis]), np.uint8)
         self._file = None
         if self.streaming:
             self._file = gzip.open(self.path, "wb", compresslevel=1) if self.path.endswith(".gz") else open(self.path, "wb")
@@ -223,8 +229,7 @@ class NiftiSlabWriter:
     def write(self, labels: np.ndarray) -> None:
         """Append the next slab: ``(H', W', d)`` labels (slices last, as :class:`NiftiSlabReader` gives them)."""
         labels = np.asarray(labels)
-        expected = tuple(s for i, s in enumerate(self.shape[:3]) if i != self.slice_axis)
-        if labels.ndim != 3 or labels.shape[:2] != expected or self.written + labels.shape[2] > self.shape[self.slice_axis]:
+        if labels.ndim != 3 or labels.shape[:2] != self._in_plane or self.written + labels.shape[2] > self.shape[self.slice_axis]:
             raise ValueError(
                 f"{self.path}: slab of shape {labels.shape} does not continue a volume of shape {self.shape} "
                 f"along axis {self.slice_axis} after {self.written} slices."

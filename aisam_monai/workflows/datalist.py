@@ -8,8 +8,9 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 
-import nibabel as nib
 from monai.data import load_decathlon_datalist
+
+from aisam_monai.data.nifti_slabs import open_volume
 
 __all__ = [
     "DATALIST_NAME",
@@ -95,15 +96,11 @@ def load_datalist(
 
 
 def check_volume_file(path: str) -> None:
-    """Raise one line unless ``path`` is a readable 3D image (a trailing singleton 4th axis is accepted)."""
-    if not os.path.isfile(path):
-        raise _reported(FileNotFoundError(f"{path}: input image not found."))
+    """Raise one line (logged too) unless ``path`` is a readable 3D image (a trailing singleton 4th axis is accepted)."""
     try:
-        shape = nib.load(path).shape
-    except Exception as e:  # nibabel raises many types for unreadable files
-        raise _reported(ValueError(f"{path}: not a readable NIfTI image ({type(e).__name__}).")) from e
-    if not (len(shape) == 3 or (len(shape) == 4 and shape[3] == 1)):
-        raise _reported(ValueError(f"{path}: expected a 3D volume (H, W, D), got shape {tuple(shape)}."))
+        open_volume(path)
+    except (FileNotFoundError, ValueError) as e:
+        raise _reported(e) from e
 
 
 def inference_items(dataset_dir: str, input_image: str | Sequence[str] | None = None, split: str = "test") -> list[dict]:
