@@ -236,6 +236,7 @@ class SliceVolumeInferer(Inferer):
             else:
                 g = class_gate(out.get("class_logits"), num_classes, self.gate, self.threshold, class_labels)
                 p = out["logits"].float().softmax(1) * g.to(device)[:, :, None, None]
+                p = p.contiguous(memory_format=torch.channels_last)  # classes innermost: 3x faster resize + argmax on CPU
                 back = F.interpolate(p, size=(h, w), mode="bilinear", align_corners=False).argmax(1)
             pred[..., index] = back.permute(1, 2, 0).to(torch.uint8)
             xy = out["points"].float()  # (k, C, Np, 2) model pixels
