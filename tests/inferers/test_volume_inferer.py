@@ -75,6 +75,20 @@ class TestSliceVolumeInferer(unittest.TestCase):
         torch.testing.assert_close(result["pred"].affine, affine)
         self.assertGreater((result["pred"] == (vol > 0.5)).float().mean().item(), 0.97)
 
+    def test_bilinear_equals_plain_layout_resize(self):
+        """The channels-last resize gives the labels of a plain bilinear resize of the gated probabilities."""
+        torch.manual_seed(0)
+        vol = torch.rand(1, 37, 29, 6)
+        net = ThresholdNet()
+        result = SliceVolumeInferer(image_size=32, sw_batch_size=4)(vol, net)  # bilinear by default
+        slices = vol[0].permute(2, 0, 1).unsqueeze(1)
+        image = F.interpolate(slices, size=(32, 32), mode="bilinear", align_corners=False).expand(-1, 3, -1, -1)
+        image = (image - torch.tensor(SAM_PIXEL_MEAN).view(1, 3, 1, 1)) / torch.tensor(SAM_PIXEL_STD).view(1, 3, 1, 1)
+        out = net(image)
+        probs = out["logits"].softmax(1) * (torch.sigmoid(out["class_logits"]) > 0.5)[:, :, None, None]
+        expected = F.interpolate(probs, size=(37, 29), mode="bilinear", align_corners=False).argmax(1)
+        torch.testing.assert_close(result["pred"][0], expected.permute(1, 2, 0).to(torch.uint8))
+
     def test_points_in_voxel_coordinates(self):
         vol = _blocky_volume((64, 16, 5))
         result = SliceVolumeInferer(image_size=32)(vol, ThresholdNet())
