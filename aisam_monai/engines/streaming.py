@@ -11,9 +11,8 @@ import torch
 from monai.engines import Evaluator
 from monai.engines.utils import IterationEvents
 
-from aisam_monai.data.common import atomic_write_json
 from aisam_monai.handlers.metric_report import case_stem
-from aisam_monai.handlers.prediction_writer import points_record
+from aisam_monai.handlers.prediction_writer import write_points_file
 from aisam_monai.inferers.streaming import StreamingNiftiInferer
 
 __all__ = ["StreamingEvaluator"]
@@ -77,11 +76,10 @@ class StreamingEvaluator(Evaluator):
             with torch.autocast(device.type, dtype=self.amp_dtype, enabled=self.autocast and device.type == "cuda"):
                 result = self.inferer(image, seg_path, self.network)
         engine.fire_event(IterationEvents.FORWARD_COMPLETED)
-        record = points_record(
-            result["points"], result["class_probs"], self.class_names, image, result["shape"][:3], self.inferer.inferer.spatial_dim
+        points_path = write_points_file(
+            self.output_dir, case, result["points"], result["class_probs"], self.class_names, image,
+            result["shape"][:3], self.inferer.inferer.spatial_dim,
         )
-        points_path = os.path.join(self.output_dir, f"{case}_points.json")
-        atomic_write_json(points_path, record)
         self.logger.info(f"wrote {seg_path} and {points_path}")
         engine.state.output = {"image": image, "pred": seg_path, "points": result["points"], "class_probs": result["class_probs"]}
         return engine.state.output

@@ -14,7 +14,7 @@ from aisam_monai.handlers.checkpoint import (
 from aisam_monai.handlers.loss_parts import LossPartsHandler
 from aisam_monai.handlers.metric_report import PaperReportHandler
 from aisam_monai.handlers.paper_metric import PaperMetricHandler
-from aisam_monai.handlers.prediction_writer import PredictionWriter, points_record
+from aisam_monai.handlers.prediction_writer import PredictionWriter, points_record, write_points_file
 
 __all__ = [
     "AtomicCheckpointSaver",
@@ -28,4 +28,5 @@ __all__ = [
     "PaperMetricHandler",
     "PredictionWriter",
     "points_record",
+    "write_points_file",
 ]

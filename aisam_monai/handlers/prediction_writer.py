@@ -15,7 +15,7 @@ from monai.data import MetaTensor, decollate_batch
 from aisam_monai.data.common import atomic_write_json, write_nifti
 from aisam_monai.handlers.metric_report import batch_case_names
 
-__all__ = ["PredictionWriter", "points_record"]
+__all__ = ["PredictionWriter", "points_record", "write_points_file"]
 
 
 def points_record(
@@ -55,6 +55,16 @@ def points_record(
         "classes": list(class_names),
         "slices": slices,
     }
+
+
+def write_points_file(
+    output_dir: str, case: str, points: torch.Tensor, class_probs: torch.Tensor, class_names: Sequence[str],
+    image: str, shape, slice_axis: int,
+) -> str:
+    """Write ``{case}_points.json`` (:func:`points_record` of the arguments) in ``output_dir`` atomically; return its path."""
+    path = os.path.join(output_dir, f"{case}_points.json")
+    atomic_write_json(path, points_record(points, class_probs, class_names, image, shape, slice_axis))
+    return path
 
 
 class PredictionWriter:
@@ -102,10 +112,9 @@ class PredictionWriter:
         seg_path = os.path.join(self.output_dir, f"{case}{self.postfix}.nii.gz")
         affine = np.eye(4) if meta.get("affine") is None else np.asarray(meta["affine"], dtype=np.float64)
         write_nifti(seg_path, torch.as_tensor(volume)[0].detach().cpu().to(torch.uint8).numpy(), affine)
-        record = points_record(
-            output["points"], output["class_probs"], self.class_names, image_file, volume.shape[1:], self.slice_axis
+        points_path = write_points_file(
+            self.output_dir, case, output["points"], output["class_probs"], self.class_names, image_file,
+            volume.shape[1:], self.slice_axis,
         )
-        points_path = os.path.join(self.output_dir, f"{case}_points.json")
-        atomic_write_json(points_path, record)
         self.written.append(seg_path)
         self.logger.info(f"wrote {seg_path} and {points_path}")
