@@ -49,7 +49,9 @@ def count_flops(model: AISAM, image_size: int, device: torch.device) -> dict[str
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_common_arguments(parser)
     parser.add_argument("--sam-types", nargs="+", default=["tiny"])
     parser.add_argument("--sizes", nargs="+", type=int, default=[256])
@@ -57,7 +59,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=4, help="batch of the timed forward (0: count only)")
     parser.add_argument("--dtype", default="fp32", help="fp32 or bf16 autocast for the timed forward")
     parser.add_argument("--peak-tflops", type=float, default=None, help="the device's peak TFLOP/s for the dtype")
-    parser.add_argument("--stock-encoder", action="store_true", help="segment-anything's encoder attention (default: SDPA)")
+    parser.add_argument(
+        "--stock-encoder", action="store_true", help="segment-anything's encoder attention (default: SDPA)"
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.sam_types, args.sizes, args.classes, args.batch = ["tiny"], [64], [3], 2
@@ -77,8 +81,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 model = build_model(sam_type, size, num_classes, device, args.stock_encoder).eval()
                 flops = count_flops(model, size, device)
                 row = {
-                    "sam_type": sam_type, "image_size": size, "num_classes": num_classes,
-                    "encoder_gflop": flops["encoder"] / 1e9, "decoder_gflop": flops["decoder"] / 1e9,
+                    "sam_type": sam_type,
+                    "image_size": size,
+                    "num_classes": num_classes,
+                    "encoder_gflop": flops["encoder"] / 1e9,
+                    "decoder_gflop": flops["decoder"] / 1e9,
                     "total_gflop": flops["total"] / 1e9,
                 }
                 if args.peak_tflops:
@@ -97,9 +104,22 @@ def main(argv: Sequence[str] | None = None) -> dict:
                         row["fraction_of_peak"] = row["achieved_tflops"] / args.peak_tflops
                 rows.append(row)
                 del model
-    print_table(rows, ["sam_type", "image_size", "num_classes", "encoder_gflop", "decoder_gflop", "total_gflop", "slices_per_s",
-                       "achieved_tflops", "fraction_of_peak", "flop_limited_slices_per_s"],
-                f"FLOPs per slice; achieved rate at batch {args.batch}, {args.dtype}")
+    print_table(
+        rows,
+        [
+            "sam_type",
+            "image_size",
+            "num_classes",
+            "encoder_gflop",
+            "decoder_gflop",
+            "total_gflop",
+            "slices_per_s",
+            "achieved_tflops",
+            "fraction_of_peak",
+            "flop_limited_slices_per_s",
+        ],
+        f"FLOPs per slice; achieved rate at batch {args.batch}, {args.dtype}",
+    )
     options = {k: getattr(args, k) for k in ("batch", "dtype", "peak_tflops", "stock_encoder", "warmup", "repeats")}
     record = {"benchmark": "flops", "env": environment(device), "options": options, "rows": rows}
     write_json(args.out, record)

@@ -40,8 +40,13 @@ __all__ = ["agreement", "build_model", "main"]
 
 
 def build_model(
-    sam_type: str, image_size: int, num_classes: int, device: torch.device, stock_encoder: bool = False,
-    channels_last: bool = False, **kwargs,
+    sam_type: str,
+    image_size: int,
+    num_classes: int,
+    device: torch.device,
+    stock_encoder: bool = False,
+    channels_last: bool = False,
+    **kwargs,
 ) -> AISAM:
     """
     A randomly initialised AISAM on ``device`` with the requested speed options (``kwargs`` go to AISAM):
@@ -69,7 +74,9 @@ def agreement(batched: dict, reference: dict) -> dict[str, float]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_common_arguments(parser)
     parser.add_argument("--sam-types", nargs="+", default=["tiny"], help="tiny vit_b vit_l vit_h")
     parser.add_argument("--sizes", nargs="+", type=int, default=[256], help="image sizes S")
@@ -78,7 +85,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dtypes", nargs="+", default=None, help="fp32 bf16 (default: fp32 on CPU, fp32 bf16 on CUDA)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the reference per-class loop")
     parser.add_argument("--baseline-repeats", type=int, default=None, help="timed baseline calls (default --repeats)")
-    parser.add_argument("--stock-encoder", action="store_true", help="segment-anything's encoder attention (default: SDPA)")
+    parser.add_argument(
+        "--stock-encoder", action="store_true", help="segment-anything's encoder attention (default: SDPA)"
+    )
     parser.add_argument("--channels-last", action="store_true", help="channels_last memory format")
     parser.add_argument("--compile", action="store_true", help="torch.compile the batched model")
     args = parser.parse_args(argv)
@@ -99,9 +108,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     for sam_type in args.sam_types:
         for size in args.sizes:
             for num_classes in args.classes:
-                model = build_model(
-                    sam_type, size, num_classes, device, args.stock_encoder, args.channels_last
-                ).eval()
+                model = build_model(sam_type, size, num_classes, device, args.stock_encoder, args.channels_last).eval()
                 forward = torch.compile(model) if args.compile else model
                 config = {"sam_type": sam_type, "image_size": size, "num_classes": num_classes}
                 best_base, best = None, None
@@ -119,12 +126,19 @@ def main(argv: Sequence[str] | None = None) -> dict:
                         try:
                             seconds = time_call(run, device, args.warmup, args.repeats)
                         except torch.OutOfMemoryError:
-                            rows.append({**config, "path": "aisam", "dtype": dtype, "batch": batch, "status": "out of memory"})
+                            rows.append(
+                                {**config, "path": "aisam", "dtype": dtype, "batch": batch, "status": "out of memory"}
+                            )
                             torch.cuda.empty_cache()
                             break
                         row = {
-                            **config, "path": "aisam", "dtype": dtype, "batch": batch, "ms_per_batch": 1e3 * seconds,
-                            "ms_per_slice": 1e3 * seconds / batch, "slices_per_s": batch / seconds,
+                            **config,
+                            "path": "aisam",
+                            "dtype": dtype,
+                            "batch": batch,
+                            "ms_per_batch": 1e3 * seconds,
+                            "ms_per_slice": 1e3 * seconds / batch,
+                            "slices_per_s": batch / seconds,
                             "gpu_peak_mb": gpu_peak_mb(device),
                         }
                         rows.append(row)
@@ -145,36 +159,87 @@ def main(argv: Sequence[str] | None = None) -> dict:
                         with torch.inference_mode(), autocast(dtype, device):
                             batched = forward(image)
                         row = {
-                            **config, "path": "reference", "dtype": dtype, "batch": 1, "ms_per_batch": 1e3 * seconds,
-                            "ms_per_slice": 1e3 * seconds, "slices_per_s": 1 / seconds, "gpu_peak_mb": gpu_peak_mb(device),
+                            **config,
+                            "path": "reference",
+                            "dtype": dtype,
+                            "batch": 1,
+                            "ms_per_batch": 1e3 * seconds,
+                            "ms_per_slice": 1e3 * seconds,
+                            "slices_per_s": 1 / seconds,
+                            "gpu_peak_mb": gpu_peak_mb(device),
                             **agreement(batched, reference),
                         }
                         rows.append(row)
                         if best_base is None or row["slices_per_s"] > best_base["slices_per_s"]:
                             best_base = row
-                batch1 = min((r["ms_per_slice"] for r in rows if r.get("batch") == 1 and r["path"] == "aisam"
-                              and r.get("ms_per_slice") and all(r[k] == v for k, v in config.items())), default=None)
-                summary.append({
-                    **config,
-                    "best_slices_per_s": best and best["slices_per_s"],
-                    "best_batch": best and best["batch"],
-                    "best_dtype": best and best["dtype"],
-                    "batch1_ms": batch1,
-                    "baseline_slices_per_s": best_base and best_base["slices_per_s"],
-                    "ratio_vs_baseline": best_base and best and best["slices_per_s"] / best_base["slices_per_s"],
-                    "max_logit_diff": max((r["max_logit_diff"] for r in rows if r["path"] == "reference"
-                                           and all(r[k] == v for k, v in config.items())), default=None),
-                })
+                batch1 = min(
+                    (
+                        r["ms_per_slice"]
+                        for r in rows
+                        if r.get("batch") == 1
+                        and r["path"] == "aisam"
+                        and r.get("ms_per_slice")
+                        and all(r[k] == v for k, v in config.items())
+                    ),
+                    default=None,
+                )
+                summary.append(
+                    {
+                        **config,
+                        "best_slices_per_s": best and best["slices_per_s"],
+                        "best_batch": best and best["batch"],
+                        "best_dtype": best and best["dtype"],
+                        "batch1_ms": batch1,
+                        "baseline_slices_per_s": best_base and best_base["slices_per_s"],
+                        "ratio_vs_baseline": best_base and best and best["slices_per_s"] / best_base["slices_per_s"],
+                        "max_logit_diff": max(
+                            (
+                                r["max_logit_diff"]
+                                for r in rows
+                                if r["path"] == "reference" and all(r[k] == v for k, v in config.items())
+                            ),
+                            default=None,
+                        ),
+                    }
+                )
                 write_json(args.out, record)  # after every configuration: a run cut short keeps what it measured
                 del model, forward
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
-    print_table(rows, ["sam_type", "image_size", "num_classes", "path", "dtype", "batch", "ms_per_slice", "slices_per_s", "gpu_peak_mb",
-                       "max_logit_diff", "label_agreement", "status"],
-                "automatic forward (median of repeats)")
-    print_table(summary, ["sam_type", "image_size", "num_classes", "best_slices_per_s", "best_batch", "best_dtype", "batch1_ms",
-                          "baseline_slices_per_s", "ratio_vs_baseline", "max_logit_diff"],
-                "summary (ratio = best batched / best reference, same run; max_logit_diff = batched vs reference, batch 1)")
+    print_table(
+        rows,
+        [
+            "sam_type",
+            "image_size",
+            "num_classes",
+            "path",
+            "dtype",
+            "batch",
+            "ms_per_slice",
+            "slices_per_s",
+            "gpu_peak_mb",
+            "max_logit_diff",
+            "label_agreement",
+            "status",
+        ],
+        "automatic forward (median of repeats)",
+    )
+    print_table(
+        summary,
+        [
+            "sam_type",
+            "image_size",
+            "num_classes",
+            "best_slices_per_s",
+            "best_batch",
+            "best_dtype",
+            "batch1_ms",
+            "baseline_slices_per_s",
+            "ratio_vs_baseline",
+            "max_logit_diff",
+        ],
+        "summary (ratio = best batched / best reference, same run; max_logit_diff = batched vs reference, batch 1)",
+    )
     write_json(args.out, record)
     return record
 

@@ -40,7 +40,9 @@ __all__ = ["main"]
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_common_arguments(parser)
     parser.add_argument("--sam-type", default="tiny")
     parser.add_argument("--size", type=int, default=256)
@@ -49,8 +51,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dtype", default=None, help="fp32 or bf16 autocast (default: bf16 on CUDA, fp32 on CPU)")
     parser.add_argument("--lora-rank", type=int, default=4)
     parser.add_argument("--no-baseline", action="store_true", help="skip the per-class loop step")
-    parser.add_argument("--baseline-batch", type=int, default=None, help="batch of the loop step (default: the smallest)")
-    parser.add_argument("--stock-encoder", action="store_true", help="segment-anything's encoder attention (default: SDPA)")
+    parser.add_argument(
+        "--baseline-batch", type=int, default=None, help="batch of the loop step (default: the smallest)"
+    )
+    parser.add_argument(
+        "--stock-encoder", action="store_true", help="segment-anything's encoder attention (default: SDPA)"
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.size, args.classes, args.batches, args.sam_type = 32, 2, [1], "tiny"
@@ -97,25 +103,60 @@ def main(argv: Sequence[str] | None = None) -> dict:
             optimizer.zero_grad(set_to_none=True)
             torch.cuda.empty_cache()
             continue
-        rows.append({
-            **config, "path": path, "batch": batch, "ms_per_step": 1e3 * seconds, "samples_per_s": batch / seconds,
-            "gpu_peak_mb": gpu_peak_mb(device),
-        })
-    best = max((r for r in rows if r["path"] == "aisam" and "samples_per_s" in r), key=lambda r: r["samples_per_s"], default=None)
+        rows.append(
+            {
+                **config,
+                "path": path,
+                "batch": batch,
+                "ms_per_step": 1e3 * seconds,
+                "samples_per_s": batch / seconds,
+                "gpu_peak_mb": gpu_peak_mb(device),
+            }
+        )
+    best = max(
+        (r for r in rows if r["path"] == "aisam" and "samples_per_s" in r),
+        key=lambda r: r["samples_per_s"],
+        default=None,
+    )
     base = next((r for r in rows if r["path"] == "loop" and "samples_per_s" in r), None)
     summary = {
-        **config, "trainable_parameters": trainable,
-        "best_samples_per_s": best and best["samples_per_s"], "best_batch": best and best["batch"],
+        **config,
+        "trainable_parameters": trainable,
+        "best_samples_per_s": best and best["samples_per_s"],
+        "best_batch": best and best["batch"],
         "best_gpu_peak_mb": best and best["gpu_peak_mb"],
         "baseline_samples_per_s": base and base["samples_per_s"],
         "ratio_vs_baseline": best and base and best["samples_per_s"] / base["samples_per_s"],
     }
-    print_table(rows, ["sam_type", "image_size", "num_classes", "dtype", "path", "batch", "ms_per_step", "samples_per_s", "gpu_peak_mb", "status"],
-                "training step with LoRA (median of repeats)")
-    print_table([summary], ["best_samples_per_s", "best_batch", "baseline_samples_per_s", "ratio_vs_baseline", "trainable_parameters"],
-                "summary (ratio = best batched / loop step, same run)")
+    print_table(
+        rows,
+        [
+            "sam_type",
+            "image_size",
+            "num_classes",
+            "dtype",
+            "path",
+            "batch",
+            "ms_per_step",
+            "samples_per_s",
+            "gpu_peak_mb",
+            "status",
+        ],
+        "training step with LoRA (median of repeats)",
+    )
+    print_table(
+        [summary],
+        ["best_samples_per_s", "best_batch", "baseline_samples_per_s", "ratio_vs_baseline", "trainable_parameters"],
+        "summary (ratio = best batched / loop step, same run)",
+    )
     options = {k: getattr(args, k) for k in ("stock_encoder", "lora_rank", "warmup", "repeats")}
-    record = {"benchmark": "train_step", "env": environment(device), "options": options, "rows": rows, "summary": summary}
+    record = {
+        "benchmark": "train_step",
+        "env": environment(device),
+        "options": options,
+        "rows": rows,
+        "summary": summary,
+    }
     write_json(args.out, record)
     return record
 

@@ -103,7 +103,9 @@ def attach_phase_timer(evaluator: AISAMEvaluator, device: torch.device) -> dict[
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_common_arguments(parser)
     parser.add_argument("--sam-type", default="tiny")
     parser.add_argument("--size", type=int, default=256, help="model input side S")
@@ -113,9 +115,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--depths", nargs="+", type=int, default=None, help="Synapse-size depths (default 150)")
     parser.add_argument("--paths", nargs="+", default=["streaming", "whole"], choices=["streaming", "whole"])
     parser.add_argument("--slab-slices", type=int, default=32, help="slices per slab of the streaming path")
-    parser.add_argument("--resample", default="bilinear", choices=["bilinear", "nearest"], help="back to the slice grid")
+    parser.add_argument(
+        "--resample", default="bilinear", choices=["bilinear", "nearest"], help="back to the slice grid"
+    )
     parser.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only; default on for CUDA)")
-    parser.add_argument("--stock-encoder", action="store_true", help="segment-anything's encoder attention (default: SDPA)")
+    parser.add_argument(
+        "--stock-encoder", action="store_true", help="segment-anything's encoder attention (default: SDPA)"
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.sam_type, args.size, args.classes, args.sw_batch_size = "tiny", 64, 3, 4
@@ -157,7 +163,10 @@ def _run_whole(args, model, device, amp, image, out_dir, names) -> dict:
     seconds, before = _timed_run(evaluator, device)
     peak = max(marks["load_peak_rss"], marks["infer_peak_rss"], marks["write_peak_rss"])
     return {
-        "seconds": seconds, "written": writer.written[-1], "rss_before_mb": before, "peak_rss_mb": peak,
+        "seconds": seconds,
+        "written": writer.written[-1],
+        "rss_before_mb": before,
+        "peak_rss_mb": peak,
         "load_s": marks["batch_completed"] - marks["batch_started"],
         "infer_s": marks["forward_completed"] - marks["batch_completed"],
         "write_s": marks["iteration_completed"] - marks["forward_completed"],
@@ -174,7 +183,12 @@ def _run_streaming(args, model, device, amp, image, out_dir, names) -> dict:
     streamer = StreamingNiftiInferer(inferer, INTENSITY, slab_slices=args.slab_slices)
     evaluator = StreamingEvaluator(device, [{"image": image}], model, streamer, out_dir, names, amp=amp)
     seconds, before = _timed_run(evaluator, device)
-    return {"seconds": seconds, "written": evaluator.state.output["pred"], "rss_before_mb": before, "peak_rss_mb": peak_rss_mb()}
+    return {
+        "seconds": seconds,
+        "written": evaluator.state.output["pred"],
+        "rss_before_mb": before,
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -199,19 +213,49 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 if tuple(written.shape) != tuple(shape):
                     raise RuntimeError(f"{path}: written shape {written.shape}, expected {shape}.")
                 before, peak = run["rss_before_mb"], run["peak_rss_mb"]
-                rows.append({
-                    "case": case, "path": path, "shape": "x".join(map(str, shape)), "sam_type": args.sam_type,
-                    "image_size": args.size, "num_classes": args.classes, "sw_batch_size": args.sw_batch_size,
-                    "slab_slices": args.slab_slices if path == "streaming" else None, "amp": amp,
-                    "slices_per_s": shape[2] / run["seconds"],
-                    "peak_beyond_before_mb": None if peak is None or before is None else peak - before,
-                    "input_float32_mb": float(np.prod(shape)) * 4 / 2**20, "gpu_peak_mb": gpu_peak_mb(device), **run,
-                })
-    print_table(rows, ["case", "path", "shape", "sam_type", "image_size", "sw_batch_size", "seconds", "load_s", "infer_s",
-                       "write_s", "rss_before_mb", "load_peak_beyond_before_mb", "loaded_beyond_before_mb",
-                       "infer_peak_beyond_before_mb", "write_peak_beyond_before_mb",
-                       "peak_rss_mb", "peak_beyond_before_mb", "input_float32_mb", "gpu_peak_mb"],
-                "whole volume NIfTI -> NIfTI (streaming: slab by slab; whole: load, infer, write)")
+                rows.append(
+                    {
+                        "case": case,
+                        "path": path,
+                        "shape": "x".join(map(str, shape)),
+                        "sam_type": args.sam_type,
+                        "image_size": args.size,
+                        "num_classes": args.classes,
+                        "sw_batch_size": args.sw_batch_size,
+                        "slab_slices": args.slab_slices if path == "streaming" else None,
+                        "amp": amp,
+                        "slices_per_s": shape[2] / run["seconds"],
+                        "peak_beyond_before_mb": None if peak is None or before is None else peak - before,
+                        "input_float32_mb": float(np.prod(shape)) * 4 / 2**20,
+                        "gpu_peak_mb": gpu_peak_mb(device),
+                        **run,
+                    }
+                )
+    print_table(
+        rows,
+        [
+            "case",
+            "path",
+            "shape",
+            "sam_type",
+            "image_size",
+            "sw_batch_size",
+            "seconds",
+            "load_s",
+            "infer_s",
+            "write_s",
+            "rss_before_mb",
+            "load_peak_beyond_before_mb",
+            "loaded_beyond_before_mb",
+            "infer_peak_beyond_before_mb",
+            "write_peak_beyond_before_mb",
+            "peak_rss_mb",
+            "peak_beyond_before_mb",
+            "input_float32_mb",
+            "gpu_peak_mb",
+        ],
+        "whole volume NIfTI -> NIfTI (streaming: slab by slab; whole: load, infer, write)",
+    )
     options = {k: getattr(args, k) for k in ("stock_encoder", "sw_batch_size", "slab_slices", "paths", "resample")}
     record = {"benchmark": "volume", "env": environment(device), "options": options, "rows": rows}
     write_json(args.out, record)

@@ -178,7 +178,9 @@ class NiftiSlabReader:
                 self._volume = np.moveaxis(volume.reshape(volume.shape[:3]), self.slice_axis, -1)
             return np.array(self._volume[..., start:stop])
         except Exception as e:
-            raise ValueError(f"{self.path}: could not read slices {start}..{stop - 1} ({type(e).__name__}: {e}).") from e
+            raise ValueError(
+                f"{self.path}: could not read slices {start}..{stop - 1} ({type(e).__name__}: {e})."
+            ) from e
 
     def __len__(self) -> int:
         return -(-self.depth // self.slab_slices)
@@ -220,7 +222,9 @@ class NiftiSlabWriter:
         self._gathered = None if self.streaming else np.zeros((*self._in_plane, self.shape[slice_axis]), np.uint8)
         self._file = None
         if self.streaming:
-            self._file = gzip.open(self.path, "wb", compresslevel=1) if self.path.endswith(".gz") else open(self.path, "wb")
+            self._file = (
+                gzip.open(self.path, "wb", compresslevel=1) if self.path.endswith(".gz") else open(self.path, "wb")
+            )
             self._write_header()
 
     def _write_header(self) -> None:
@@ -229,7 +233,11 @@ class NiftiSlabWriter:
     def write(self, labels: np.ndarray) -> None:
         """Append the next slab: ``(H', W', d)`` labels (slices last, as :class:`NiftiSlabReader` gives them)."""
         labels = np.asarray(labels)
-        if labels.ndim != 3 or labels.shape[:2] != self._in_plane or self.written + labels.shape[2] > self.shape[self.slice_axis]:
+        if (
+            labels.ndim != 3
+            or labels.shape[:2] != self._in_plane
+            or self.written + labels.shape[2] > self.shape[self.slice_axis]
+        ):
             raise ValueError(
                 f"{self.path}: slab of shape {labels.shape} does not continue a volume of shape {self.shape} "
                 f"along axis {self.slice_axis} after {self.written} slices."
@@ -252,7 +260,9 @@ class NiftiSlabWriter:
             raise ValueError(f"{self.path}: {self.written} of {self.shape[self.slice_axis]} slices written.")
         if not self.streaming:
             volume = np.moveaxis(self._gathered, -1, self.slice_axis).reshape(self.shape)
-            self._file = gzip.open(self.path, "wb", compresslevel=1) if self.path.endswith(".gz") else open(self.path, "wb")
+            self._file = (
+                gzip.open(self.path, "wb", compresslevel=1) if self.path.endswith(".gz") else open(self.path, "wb")
+            )
             self._write_header()
             self._file.write(volume.tobytes(order="F"))
             self._gathered = None

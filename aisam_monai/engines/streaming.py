@@ -77,9 +77,20 @@ class StreamingEvaluator(Evaluator):
                 result = self.inferer(image, seg_path, self.network)
         engine.fire_event(IterationEvents.FORWARD_COMPLETED)
         points_path = write_points_file(
-            self.output_dir, case, result["points"], result["class_probs"], self.class_names, image,
-            result["shape"][:3], self.inferer.inferer.spatial_dim,
+            self.output_dir,
+            case,
+            result["points"],
+            result["class_probs"],
+            self.class_names,
+            image,
+            result["shape"][:3],
+            self.inferer.inferer.spatial_dim,
         )
         self.logger.info(f"wrote {seg_path} and {points_path}")
-        engine.state.output = {"image": image, "pred": seg_path, "points": result["points"], "class_probs": result["class_probs"]}
+        engine.state.output = {
+            "image": image,
+            "pred": seg_path,
+            "points": result["points"],
+            "class_probs": result["class_probs"],
+        }
         return engine.state.output

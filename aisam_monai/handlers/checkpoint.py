@@ -68,7 +68,9 @@ def check_checkpoint(path: str, network: torch.nn.Module, key: str | None = "mod
     num_classes = getattr(model, "num_classes", None)
     for name, value in expected.items():
         if name not in state:
-            raise _reported(ValueError(f"{path}: checkpoint has no parameter {name!r}; it was saved from another network."))
+            raise _reported(
+                ValueError(f"{path}: checkpoint has no parameter {name!r}; it was saved from another network.")
+            )
         found = tuple(state[name].shape)
         if found != tuple(value.shape):
             if num_classes is not None and len(found) == value.ndim and found[0] != num_classes == value.shape[0]:
@@ -78,12 +80,18 @@ def check_checkpoint(path: str, network: torch.nn.Module, key: str | None = "mod
                         f"({name}: {found} vs {tuple(value.shape)})."
                     )
                 )
-            raise _reported(ValueError(f"{path}: parameter {name} has shape {found}, the network expects {tuple(value.shape)}."))
+            raise _reported(
+                ValueError(f"{path}: parameter {name} has shape {found}, the network expects {tuple(value.shape)}.")
+            )
 
 
 def find_last_checkpoint(folder: str) -> str | None:
     """The ``*checkpoint_epoch=N.pt`` file with the largest ``N`` in ``folder``, or ``None``."""
-    found = [(int(m.group(1)), p) for p in glob.glob(os.path.join(folder, "*checkpoint_epoch=*.pt")) if (m := _EPOCH.search(p))]
+    found = [
+        (int(m.group(1)), p)
+        for p in glob.glob(os.path.join(folder, "*checkpoint_epoch=*.pt"))
+        if (m := _EPOCH.search(p))
+    ]
     return max(found)[1] if found else None
 
 
@@ -227,7 +235,9 @@ class ResumeHandler:
         for name in stale:
             os.remove(os.path.join(self.checkpoint_dir, name))
         if stale:
-            self.logger.info(f"removed {len(stale)} temporary file(s) of an interrupted save from {self.checkpoint_dir}")
+            self.logger.info(
+                f"removed {len(stale)} temporary file(s) of an interrupted save from {self.checkpoint_dir}"
+            )
 
     def _prune(self, engine: Engine) -> None:
         """Remove checkpoints older than the newest (those of a previous run are unknown to the new saver)."""

@@ -58,8 +58,14 @@ def points_record(
 
 
 def write_points_file(
-    output_dir: str, case: str, points: torch.Tensor, class_probs: torch.Tensor, class_names: Sequence[str],
-    image: str, shape, slice_axis: int,
+    output_dir: str,
+    case: str,
+    points: torch.Tensor,
+    class_probs: torch.Tensor,
+    class_names: Sequence[str],
+    image: str,
+    shape,
+    slice_axis: int,
 ) -> str:
     """Write ``{case}_points.json`` (:func:`points_record` of the arguments) in ``output_dir`` atomically; return its path."""
     path = os.path.join(output_dir, f"{case}_points.json")
@@ -113,8 +119,14 @@ class PredictionWriter:
         affine = np.eye(4) if meta.get("affine") is None else np.asarray(meta["affine"], dtype=np.float64)
         write_nifti(seg_path, torch.as_tensor(volume)[0].detach().cpu().to(torch.uint8).numpy(), affine)
         points_path = write_points_file(
-            self.output_dir, case, output["points"], output["class_probs"], self.class_names, image_file,
-            volume.shape[1:], self.slice_axis,
+            self.output_dir,
+            case,
+            output["points"],
+            output["class_probs"],
+            self.class_names,
+            image_file,
+            volume.shape[1:],
+            self.slice_axis,
         )
         self.written.append(seg_path)
         self.logger.info(f"wrote {seg_path} and {points_path}")

@@ -91,4 +91,9 @@ class StreamingNiftiInferer:
 
         suffix = ".nii.gz" if str(output_path).endswith(".gz") else ".nii"
         atomic_write_bytes(output_path, segment, suffix=suffix)
-        return {"points": torch.cat(points), "class_probs": torch.cat(probs), "shape": reader.shape, "affine": reader.affine}
+        return {
+            "points": torch.cat(points),
+            "class_probs": torch.cat(probs),
+            "shape": reader.shape,
+            "affine": reader.affine,
+        }

@@ -215,7 +215,9 @@ class SliceVolumeInferer(Inferer):
             if gt is not None:  # label on the model grid (prompts) and on the S/4 evaluation grid (spec §3.4)
                 lab = gt[..., index].permute(2, 0, 1).unsqueeze(1).float()
                 lab = F.interpolate(lab, size=image.shape[-2:], mode="nearest-exact")
-                label_low[..., index] = F.interpolate(lab, size=(low, low), mode="nearest-exact")[:, 0].permute(1, 2, 0).to(torch.uint8)
+                label_low[..., index] = (
+                    F.interpolate(lab, size=(low, low), mode="nearest-exact")[:, 0].permute(1, 2, 0).to(torch.uint8)
+                )
             if self.needs_label:
                 kwargs.update(self._label_prompts(lab.long(), num_classes, num_points, generator))
             if self.eval_mode == "one_hot_points":
@@ -236,7 +238,9 @@ class SliceVolumeInferer(Inferer):
             else:
                 g = class_gate(out.get("class_logits"), num_classes, self.gate, self.threshold, class_labels)
                 p = out["logits"].float().softmax(1) * g.to(device)[:, :, None, None]
-                p = p.contiguous(memory_format=torch.channels_last)  # classes innermost: 3x faster resize + argmax on CPU
+                p = p.contiguous(
+                    memory_format=torch.channels_last
+                )  # classes innermost: 3x faster resize + argmax on CPU
                 back = F.interpolate(p, size=(h, w), mode="bilinear", align_corners=False).argmax(1)
             pred[..., index] = back.permute(1, 2, 0).to(torch.uint8)
             xy = out["points"].float()  # (k, C, Np, 2) model pixels

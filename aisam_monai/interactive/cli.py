@@ -50,10 +50,20 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--bundle", help="bundle folder, e.g. bundles/acdc")
     source.add_argument("--config", help="YAML/JSON file of AISAM arguments, or a bundle config with network_def")
     group.add_argument("--checkpoint", help="model weights (default with --bundle: its config's checkpoint entry)")
-    group.add_argument("--override", type=_override, action="append", default=[], metavar="KEY=VALUE",
-                       help="bundle config override, e.g. image_size=256 (repeatable)")
-    group.add_argument("--mode", choices=MODES, default=None,
-                       help="how edited points are used (default: generalized, or the edits file's mode)")
+    group.add_argument(
+        "--override",
+        type=_override,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="bundle config override, e.g. image_size=256 (repeatable)",
+    )
+    group.add_argument(
+        "--mode",
+        choices=MODES,
+        default=None,
+        help="how edited points are used (default: generalized, or the edits file's mode)",
+    )
     group.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     group.add_argument("--batch-size", type=int, default=8, help="slices per model call")
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -78,8 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     ref.add_argument("--edits", required=True, help="edits JSON file")
     ref.add_argument("--out", required=True, help="output segmentation (.nii.gz)")
     ref.add_argument("--seg", help="earlier automatic segmentation: only the slices the edits touch are recomputed")
-    ref.add_argument("--points-out", help="write the points (with the edited slices' prompts) as JSON; "
-                     "it holds every slice's generated points, so all slices are encoded")
+    ref.add_argument(
+        "--points-out",
+        help="write the points (with the edited slices' prompts) as JSON; "
+        "it holds every slice's generated points, so all slices are encoded",
+    )
 
     show = sub.add_parser("show", help="figure of slices with segmentation and points")
     show.add_argument("image", help="input volume (NIfTI)")

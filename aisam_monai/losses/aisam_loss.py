@@ -48,10 +48,14 @@ class AISAMLoss(_Loss):
         super().__init__()
         self.num_classes = num_classes
         self.seg_weight, self.cls_weight, self.heuristic_weight = seg_weight, cls_weight, heuristic_weight
-        self.seg = DiceCELoss(to_onehot_y=True, softmax=True, include_background=True, lambda_dice=lambda_dice, lambda_ce=lambda_ce)
+        self.seg = DiceCELoss(
+            to_onehot_y=True, softmax=True, include_background=True, lambda_dice=lambda_dice, lambda_ce=lambda_ce
+        )
         self.heuristic = heuristic or PromptHeuristicLoss()
 
-    def forward(self, outputs: dict, target: torch.Tensor, presence: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, outputs: dict, target: torch.Tensor, presence: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """
         Args:
             outputs: an ``AISAM`` forward output (``logits``, ``class_logits``, ``point_weights``,
@@ -65,7 +69,9 @@ class AISAMLoss(_Loss):
         """
         logits = outputs["logits"]
         if target.ndim != 4 or target.shape[1] != 1 or target.shape[0] != logits.shape[0]:
-            raise ValueError(f"target must be a (B, 1, H, W) label map for logits {tuple(logits.shape)}, got {tuple(target.shape)}.")
+            raise ValueError(
+                f"target must be a (B, 1, H, W) label map for logits {tuple(logits.shape)}, got {tuple(target.shape)}."
+            )
         if presence is None:
             presence = presence_from_labels(target, self.num_classes)
         low = F.interpolate(target.float(), size=logits.shape[-2:], mode="nearest-exact")
@@ -73,10 +79,14 @@ class AISAMLoss(_Loss):
         zero = logits.new_zeros(())
         class_logits = outputs.get("class_logits")
         parts["cls"] = (
-            F.binary_cross_entropy_with_logits(class_logits.float(), presence.float()) if class_logits is not None else zero
+            F.binary_cross_entropy_with_logits(class_logits.float(), presence.float())
+            if class_logits is not None
+            else zero
         )
         terms = self.heuristic.terms(outputs["point_weights"].float(), outputs["point_features"].float(), target)
         parts.update(terms)
         parts["heuristic"] = self.heuristic.combine(terms)
-        total = self.seg_weight * parts["seg"] + self.cls_weight * parts["cls"] + self.heuristic_weight * parts["heuristic"]
+        total = (
+            self.seg_weight * parts["seg"] + self.cls_weight * parts["cls"] + self.heuristic_weight * parts["heuristic"]
+        )
         return {"loss": total, **{k: v.detach() for k, v in parts.items()}}

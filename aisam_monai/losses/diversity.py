@@ -72,7 +72,9 @@ class PromptDiversityLoss(_Loss):
         """
         if point_features.ndim != 4:
             raise ValueError(f"point_features must be (B, C, N, D), got {tuple(point_features.shape)}.")
-        loss = self.within_weight * self.within_class(point_features) + self.across_weight * self.across_class(point_features)
+        loss = self.within_weight * self.within_class(point_features) + self.across_weight * self.across_class(
+            point_features
+        )
         if self.reduction == LossReduction.MEAN.value:
             return loss.mean()
         if self.reduction == LossReduction.SUM.value:

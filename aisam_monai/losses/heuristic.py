@@ -43,7 +43,9 @@ class PromptHeuristicLoss(_Loss):
         self.correctness_weight = correctness_weight
         self.sharpness_weight = sharpness_weight
 
-    def terms(self, point_weights: torch.Tensor, point_features: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    def terms(
+        self, point_weights: torch.Tensor, point_features: torch.Tensor, target: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         """Unweighted ``point_correctness``, ``point_sharpness`` and the (weighted) ``diversity``."""
         return {
             "point_correctness": self.correctness(point_weights, target),

@@ -25,7 +25,9 @@ def class_target(target: torch.Tensor, num_classes: int, size: tuple[int, int]) 
         the identity when already ``(h, w)``).
     """
     if target.ndim != 4 or target.shape[1] not in (1, num_classes):
-        raise ValueError(f"target must be (B, {num_classes}, H, W) one-hot or (B, 1, H, W) labels, got {tuple(target.shape)}.")
+        raise ValueError(
+            f"target must be (B, {num_classes}, H, W) one-hot or (B, 1, H, W) labels, got {tuple(target.shape)}."
+        )
     if target.shape[1] == 1 and num_classes > 1:
         labels = target[:, 0].long()
         if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
@@ -43,7 +45,9 @@ def _check_weights(point_weights: torch.Tensor, target: torch.Tensor) -> None:
     if point_weights.ndim != 5:
         raise ValueError(f"point_weights must be (B, C, N, h, w), got {tuple(point_weights.shape)}.")
     if target.shape[0] != point_weights.shape[0]:
-        raise ValueError(f"batch sizes differ: point_weights {tuple(point_weights.shape)}, target {tuple(target.shape)}.")
+        raise ValueError(
+            f"batch sizes differ: point_weights {tuple(point_weights.shape)}, target {tuple(target.shape)}."
+        )
 
 
 def point_correctness(weights: torch.Tensor, target: torch.Tensor, gamma: float) -> torch.Tensor:

@@ -61,8 +61,10 @@ def compute_case_metrics(
     if spacing is not None and len(spacing) != pred.ndim:
         raise ValueError(f"spacing needs {pred.ndim} values, got {len(spacing)}.")
     if min(pred.min(initial=0), gt.min(initial=0)) < 0 or max(pred.max(initial=0), gt.max(initial=0)) >= num_classes:
-        raise ValueError(f"labels must lie in [0, {num_classes}), got values in [{min(pred.min(), gt.min())}, "
-                         f"{max(pred.max(), gt.max())}].")
+        raise ValueError(
+            f"labels must lie in [0, {num_classes}), got values in [{min(pred.min(), gt.min())}, "
+            f"{max(pred.max(), gt.max())}]."
+        )
     # confusion matrix in one pass (rows gt, columns pred) gives every class's overlap and sizes at once
     confusion = np.bincount((gt * num_classes + pred).ravel(), minlength=num_classes**2)
     confusion = confusion.reshape(num_classes, num_classes)
@@ -134,7 +136,9 @@ class PaperSegmentationMetric(CumulativeIterationMetric):
             y: ground-truth labels ``(B, 1, *spatial)``; a MetaTensor provides the spacing for HD95 in mm.
         """
         if y_pred.ndim < 3 or y_pred.shape[1] != 1 or y_pred.shape != y.shape:
-            raise ValueError(f"y_pred and y must be label maps (B, 1, *spatial) of one shape, got {y_pred.shape}, {y.shape}.")
+            raise ValueError(
+                f"y_pred and y must be label maps (B, 1, *spatial) of one shape, got {y_pred.shape}, {y.shape}."
+            )
         rows = [
             compute_case_metrics(
                 y_pred[b, 0], y[b, 0], self.num_classes, self.rule, _spacing_of(y, b) if self.spacing_mm else None

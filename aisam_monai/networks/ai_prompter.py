@@ -65,7 +65,9 @@ class AIPrompter(nn.Module):
         self.point_proj = GroupedMLP(num_points, dim, num_layers=3)
         self.point_norm = nn.LayerNorm(dim)
         self.classifier = (
-            ClassPresenceClassifier(num_classes, dim, classifier_depth or depth, num_heads, mlp_dim) if use_classifier else None
+            ClassPresenceClassifier(num_classes, dim, classifier_depth or depth, num_heads, mlp_dim)
+            if use_classifier
+            else None
         )
 
     def point_logits(self, image: torch.Tensor, class_ids: torch.Tensor) -> torch.Tensor:

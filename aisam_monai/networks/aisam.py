@@ -176,8 +176,12 @@ class AISAM(nn.Module):
             ("boxes", boxes, (b, c, 4)),
             ("class_labels", class_labels, (b, c)),
         ):
-            if value is not None and (value.ndim != len(shape) or any(e not in (None, a) for a, e in zip(value.shape, shape))):
-                raise ValueError(f"{name} must have shape {tuple('K' if e is None else e for e in shape)}, got {tuple(value.shape)}.")
+            if value is not None and (
+                value.ndim != len(shape) or any(e not in (None, a) for a, e in zip(value.shape, shape))
+            ):
+                raise ValueError(
+                    f"{name} must have shape {tuple('K' if e is None else e for e in shape)}, got {tuple(value.shape)}."
+                )
         if (points is None) != (point_labels is None):
             raise ValueError("points and point_labels must be given together.")
         prompt_encoder = self.sam.prompt_encoder

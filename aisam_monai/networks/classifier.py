@@ -50,7 +50,13 @@ class ClassPresenceClassifier(nn.Module):
     """
 
     def __init__(
-        self, num_classes: int, dim: int = 256, depth: int = 4, num_heads: int = 8, mlp_dim: int = 512, cross_downsample: int = 2
+        self,
+        num_classes: int,
+        dim: int = 256,
+        depth: int = 4,
+        num_heads: int = 8,
+        mlp_dim: int = 512,
+        cross_downsample: int = 2,
     ) -> None:
         super().__init__()
         self.class_emb = nn.Parameter(torch.randn(num_classes, dim) * dim**-0.5)

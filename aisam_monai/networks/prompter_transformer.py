@@ -102,7 +102,9 @@ class PrompterTransformer(nn.Module):
         cross_downsample: internal width divisor of the cross-attentions (2).
     """
 
-    def __init__(self, depth: int = 4, dim: int = 256, num_heads: int = 8, mlp_dim: int = 512, cross_downsample: int = 2):
+    def __init__(
+        self, depth: int = 4, dim: int = 256, num_heads: int = 8, mlp_dim: int = 512, cross_downsample: int = 2
+    ):
         super().__init__()
         self.layers = nn.ModuleList(
             [PrompterBlock(dim, num_heads, mlp_dim, cross_downsample, first=(i == 0)) for i in range(depth)]

@@ -67,9 +67,9 @@ def reference_forward(
                             labels.append(role)
                 if coords:
                     sparse.append(
-                        sam.prompt_encoder._embed_points(
-                            torch.stack(coords)[None], torch.tensor([labels]), pad=False
-                        )[0]
+                        sam.prompt_encoder._embed_points(torch.stack(coords)[None], torch.tensor([labels]), pad=False)[
+                            0
+                        ]
                     )
             sparse_tokens = torch.cat(sparse, 0)[None] if sparse else emb.new_zeros(1, 0, emb.shape[1])
             mask, _ = sam.mask_decoder(

@@ -46,7 +46,15 @@ SAM_CONFIGS: dict[str, SAMConfig] = {
     # A few hundred thousand parameters: tests and the CPU quickstart. Randomly initialised only. Patches of 8
     # pixels: grids of S/8 (embedding) and S/2 (masks), fine enough for the myocardium at the quickstart's 160 px.
     "tiny": SAMConfig(
-        64, 2, 2, (1,), window_size=4, prompt_dim=64, decoder_mlp_dim=128, decoder_heads=2, iou_head_hidden_dim=64,
+        64,
+        2,
+        2,
+        (1,),
+        window_size=4,
+        prompt_dim=64,
+        decoder_mlp_dim=128,
+        decoder_heads=2,
+        iou_head_hidden_dim=64,
         patch_size=8,
     ),
 }
@@ -177,7 +185,9 @@ def load_sam_checkpoint(sam: Sam, path: str | os.PathLike) -> None:
             wrong.append(f"{name} {tuple(value.shape)} vs {tuple(target)}")
         fitted[name] = value
     if wrong:
-        raise CheckpointError(f"{path}: tensor shapes do not fit (checkpoint vs model): {wrong[:3]} ({len(wrong)} in all).")
+        raise CheckpointError(
+            f"{path}: tensor shapes do not fit (checkpoint vs model): {wrong[:3]} ({len(wrong)} in all)."
+        )
     sam.load_state_dict(fitted, strict=True)
 
 

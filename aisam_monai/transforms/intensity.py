@@ -69,8 +69,14 @@ class ScaleToUnitd(MapTransform):
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        if (a_min is None) != (a_max is None) or (lower is None) != (upper is None) or (a_min is None) == (lower is None):
-            raise ValueError(f"give either a_min and a_max or lower and upper, got {(a_min, a_max)} and {(lower, upper)}.")
+        if (
+            (a_min is None) != (a_max is None)
+            or (lower is None) != (upper is None)
+            or (a_min is None) == (lower is None)
+        ):
+            raise ValueError(
+                f"give either a_min and a_max or lower and upper, got {(a_min, a_max)} and {(lower, upper)}."
+            )
         self.a_min, self.a_max, self.lower, self.upper = a_min, a_max, lower, upper
         self.in_place = in_place
 

@@ -110,7 +110,8 @@ def plot_slices(
         if row_name:
             axes[r, 0].set_ylabel(row_name, fontsize=9)
     background_points = points is not None and any(
-        p is not None and (point_labels is None or point_labels[i] is None or (np.asarray(point_labels[i])[0] >= 0).any())
+        p is not None
+        and (point_labels is None or point_labels[i] is None or (np.asarray(point_labels[i])[0] >= 0).any())
         for i, p in enumerate(points)
     )
     fig.legend(

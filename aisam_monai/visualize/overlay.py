@@ -135,7 +135,9 @@ def legend_handles(class_names: Sequence[str], with_points: bool = False, with_b
     """
     colors = class_colors(len(class_names))
     handles: list = [Patch(facecolor=colors[c], edgecolor="none", label=name) for c, name in enumerate(class_names)][1:]
-    entries = [(POSITIVE_MARKER, colors[0], f"{class_names[0]} points")] if with_points and with_background_points else []
+    entries = (
+        [(POSITIVE_MARKER, colors[0], f"{class_names[0]} points")] if with_points and with_background_points else []
+    )
     if with_points:
         entries += [(POSITIVE_MARKER, "white", "positive"), (NEGATIVE_MARKER, "white", "negative")]
     for marker, color, label in entries:

@@ -78,7 +78,9 @@ def load_datalist(
     path = _datalist_path(dataset_dir)
     info = dataset_info(dataset_dir)
     if num_classes is not None and info.get("num_classes", num_classes) != num_classes:
-        raise _reported(ValueError(f"{path}: the dataset has {info['num_classes']} classes, the bundle expects {num_classes}."))
+        raise _reported(
+            ValueError(f"{path}: the dataset has {info['num_classes']} classes, the bundle expects {num_classes}.")
+        )
     with open(path) as f:
         content = json.load(f)
     items = {}
@@ -103,7 +105,9 @@ def check_volume_file(path: str) -> None:
         raise _reported(e) from e
 
 
-def inference_items(dataset_dir: str, input_image: str | Sequence[str] | None = None, split: str = "test") -> list[dict]:
+def inference_items(
+    dataset_dir: str, input_image: str | Sequence[str] | None = None, split: str = "test"
+) -> list[dict]:
     """
     Inference inputs: ``input_image`` (one path or a list) when given, else the ``split`` list of the dataset;
     every file is checked to be a 3D volume before inference starts.

@@ -34,7 +34,9 @@ class TestBenchmarkSmoke(unittest.TestCase):
         self.assertEqual(paths, {("aisam", 1), ("aisam", 2), ("reference", 1)})
         (summary,) = record["summary"]
         self.assertGreater(summary["best_slices_per_s"], 0)
-        self.assertAlmostEqual(summary["ratio_vs_baseline"], summary["best_slices_per_s"] / summary["baseline_slices_per_s"])
+        self.assertAlmostEqual(
+            summary["ratio_vs_baseline"], summary["best_slices_per_s"] / summary["baseline_slices_per_s"]
+        )
         (reference,) = [r for r in record["rows"] if r["path"] == "reference"]
         self.assertLess(reference["max_logit_diff"], 1e-4)  # fp32: the fast path equals the reference recipe
         self.assertEqual(reference["label_agreement"], 1.0)

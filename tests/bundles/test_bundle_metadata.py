@@ -17,7 +17,16 @@ REQUIRED = (
     "description", "authors", "copyright", "data_source", "data_type", "image_classes", "label_classes",
     "pred_classes", "eval_metrics", "intended_use", "references", "network_data_format",
 )  # fmt: skip
-TENSOR_FIELDS = ("type", "format", "num_channels", "spatial_shape", "dtype", "value_range", "is_patch_data", "channel_def")
+TENSOR_FIELDS = (
+    "type",
+    "format",
+    "num_channels",
+    "spatial_shape",
+    "dtype",
+    "value_range",
+    "is_patch_data",
+    "channel_def",
+)
 
 
 def _configs(bundle: str) -> str:

@@ -78,7 +78,9 @@ class _BundleCase(unittest.TestCase):
 
     def _train_evaluate_infer(self):
         common = {"dataset_dir": self.data, "output_dir": self.out, **FAST}
-        train = _cmd("training", _configs(self.bundle, "train.yaml"), epochs=1, val_interval=1, tracking="mlflow", **common)
+        train = _cmd(
+            "training", _configs(self.bundle, "train.yaml"), epochs=1, val_interval=1, tracking="mlflow", **common
+        )
         text = self._check(_run(train))
         self.assertIn("val_mean_dice", text)
         self._check_mlflow(os.path.join(self.out, "mlruns.db"))
@@ -112,7 +114,6 @@ class _BundleCase(unittest.TestCase):
             points = json.load(f)
         self.assertEqual(len(points["slices"]), source.shape[2])
         self.assertEqual(len(points["classes"]), self.num_classes)
-
 
     def _check_mlflow(self, db: str):
         """``--tracking mlflow`` (MONAI's default settings) recorded the training loss and the validation Dice."""

@@ -65,7 +65,9 @@ class TestNiftiSlabReader(unittest.TestCase):
         data = self.rng.integers(-500, 500, size=(20, 10, 7)).astype(np.int16)
         img = nib.load(self._write("v.nii", data))
         qs = [0.0, 0.5, 37.3, 99.5, 100.0]
-        np.testing.assert_allclose(stream_percentiles(img, qs, slab_slices=3), np.percentile(data.astype(np.float64), qs), atol=1e-9)
+        np.testing.assert_allclose(
+            stream_percentiles(img, qs, slab_slices=3), np.percentile(data.astype(np.float64), qs), atol=1e-9
+        )
 
     def test_float_percentiles_within_one_bin(self):
         data = self.rng.standard_exponential(size=(20, 10, 7)).astype(np.float32)

@@ -33,8 +33,12 @@ def _volumes(n=2):
     for i in range(n):
         label = torch.zeros(1, 40, 36, 4, dtype=torch.long)
         label[:, 8:24, 10:26, 1:3] = 1 + i
-        image = MetaTensor(label.float() / 3 + 0.1 * torch.rand_like(label.float()), meta={"filename_or_obj": f"/x/case{i}.nii.gz"})
-        items.append({"image": image, "label": MetaTensor(label, affine=torch.diag(torch.tensor([1.5, 1.5, 8.0, 1.0])))})
+        image = MetaTensor(
+            label.float() / 3 + 0.1 * torch.rand_like(label.float()), meta={"filename_or_obj": f"/x/case{i}.nii.gz"}
+        )
+        items.append(
+            {"image": image, "label": MetaTensor(label, affine=torch.diag(torch.tensor([1.5, 1.5, 8.0, 1.0])))}
+        )
     return items
 
 
@@ -84,8 +88,11 @@ class TestAISAMEngines(unittest.TestCase):
         net = AISAM(num_classes=4, sam_type="tiny", image_size=SIZE)
         with tempfile.TemporaryDirectory() as d:
             report = PaperReportHandler(
-                d, ["RV", "Myo", "LV"], ("DICE", "RV", "Myo", "LV"),
-                {"aisam": "val_mean_dice", "transunet": "val_mean_dice_transunet"}, extra={"eval_mode": "gt_box"},
+                d,
+                ["RV", "Myo", "LV"],
+                ("DICE", "RV", "Myo", "LV"),
+                {"aisam": "val_mean_dice", "transunet": "val_mean_dice_transunet"},
+                extra={"eval_mode": "gt_box"},
             )
             evaluator = AISAMEvaluator(
                 device=torch.device("cpu"),
@@ -122,7 +129,9 @@ class TestAISAMEngines(unittest.TestCase):
             trainer2.add_event_handler(Events.EPOCH_STARTED, lambda e: started.append(e.state.epoch))
             ResumeHandler(d, {"model": net2, "optimizer": trainer2.optimizer}).attach(trainer2)
             loaded = {}
-            trainer2.add_event_handler(Events.STARTED, lambda e: loaded.update({k: v.clone() for k, v in net2.state_dict().items()}))
+            trainer2.add_event_handler(
+                Events.STARTED, lambda e: loaded.update({k: v.clone() for k, v in net2.state_dict().items()})
+            )
             trainer2.run()
             self.assertEqual(started, [3])
             self.assertTrue(os.path.isfile(os.path.join(d, "checkpoint_epoch=3.pt")))

@@ -35,7 +35,9 @@ class TestStreamingEvaluator(unittest.TestCase):
                 path = os.path.join(d, f"patient{i}.nii.gz")
                 nib.save(nib.Nifti1Image(_phantom(shape, seed=i), AFFINE), path)
                 items.append({"image": path})
-            streamer = StreamingNiftiInferer(SliceVolumeInferer(image_size=64, sw_batch_size=2), INTENSITY, slab_slices=4)
+            streamer = StreamingNiftiInferer(
+                SliceVolumeInferer(image_size=64, sw_batch_size=2), INTENSITY, slab_slices=4
+            )
             names = ["background", "a", "b"]
             engine = StreamingEvaluator("cpu", items, model, streamer, os.path.join(d, "out"), names)
             engine.run()

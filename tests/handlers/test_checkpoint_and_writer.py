@@ -33,7 +33,9 @@ class TestCheckpointChecks(unittest.TestCase):
             path = os.path.join(d, "model.pt")
             torch.save(AISAM(num_classes=3, sam_type="tiny", image_size=64).state_dict(), path)
             net = AISAM(num_classes=4, sam_type="tiny", image_size=64)
-            with self.assertRaisesRegex(ValueError, r"model.pt: checkpoint is for 3 classes but the network has num_classes=4"):
+            with self.assertRaisesRegex(
+                ValueError, r"model.pt: checkpoint is for 3 classes but the network has num_classes=4"
+            ):
                 check_checkpoint(path, net)
             with self.assertRaisesRegex(ValueError, "for 3 classes"):
                 CheckedCheckpointLoader(path, {"model": net})
@@ -77,7 +79,9 @@ class TestCheckpointChecks(unittest.TestCase):
             saver._interval_checkpoint.to_save["boom"] = torch.nn.Linear(1, 1)
             trainer.state.epoch = 3
             saver.interval_completed(trainer)
-            self.assertEqual(sorted(os.listdir(d)), ["checkpoint_epoch=3.pt"])  # the older file goes once this is written
+            self.assertEqual(
+                sorted(os.listdir(d)), ["checkpoint_epoch=3.pt"]
+            )  # the older file goes once this is written
 
     def test_resume_removes_temporaries_of_a_killed_save(self):
         with tempfile.TemporaryDirectory() as d:
@@ -98,8 +102,12 @@ class TestCheckpointChecks(unittest.TestCase):
 
 class TestPredictionWriter(unittest.TestCase):
     def test_nifti_and_points(self):
-        affine = torch.tensor([[0.0, -1.5, 0, 10], [-1.5, 0, 0, 20], [0, 0, 5.0, -3], [0, 0, 0, 1]], dtype=torch.float64)
-        pred = MetaTensor(torch.randint(0, 4, (1, 1, 12, 10, 3)), affine=affine[None], meta={"filename_or_obj": ["/d/case7.nii.gz"]})
+        affine = torch.tensor(
+            [[0.0, -1.5, 0, 10], [-1.5, 0, 0, 20], [0, 0, 5.0, -3], [0, 0, 0, 1]], dtype=torch.float64
+        )
+        pred = MetaTensor(
+            torch.randint(0, 4, (1, 1, 12, 10, 3)), affine=affine[None], meta={"filename_or_obj": ["/d/case7.nii.gz"]}
+        )
         pred.is_batch = True
         points = torch.rand(3, 4, 2, 3)
         state = SimpleNamespace(

@@ -87,7 +87,11 @@ class TestVolumeMemory(unittest.TestCase):
         env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
         runs = {
             depth: subprocess.Popen(
-                [sys.executable, "-c", PROBE, str(depth)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+                [sys.executable, "-c", PROBE, str(depth)],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
             )
             for depth in (50, 150)
         }
@@ -106,6 +110,7 @@ class TestVolumeMemory(unittest.TestCase):
         env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
         rng = np.random.default_rng(0)
         with tempfile.TemporaryDirectory() as d:
+
             def volume(depth):
                 path = os.path.join(d, f"ct_{depth}.nii")
                 nib.save(nib.Nifti1Image(rng.integers(-1000, 1000, (512, 512, depth), dtype=np.int16), np.eye(4)), path)
@@ -125,7 +130,9 @@ class TestVolumeMemory(unittest.TestCase):
         self.assertGreater(forbidden, 80, f"the probe must see a float32 volume: {result}")
         # the whole-volume path grows by ~2 MB per 512 x 512 slice (200 MB here); streaming holds one slab of 16
         # (measured: 52-64 MB at both depths, the spread being the allocator's)
-        self.assertLess(result[150]["grown_mb"] - result[50]["grown_mb"], 0.25 * forbidden, f"grows with depth: {result}")
+        self.assertLess(
+            result[150]["grown_mb"] - result[50]["grown_mb"], 0.25 * forbidden, f"grows with depth: {result}"
+        )
 
 
 if __name__ == "__main__":

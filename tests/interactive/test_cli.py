@@ -85,7 +85,9 @@ class TestCommandLine(unittest.TestCase):
         self.assertEqual(len(record["slices"][1]["points"]["disk"]), 4)
 
         box = [10, 20, 70, 75]  # [i1, j1, i2, j2] around the left disk
-        edits = [{"op": "delete_point", "slice": 1, "class": c, "index": n} for c in ("background", "disk") for n in range(4)]
+        edits = [
+            {"op": "delete_point", "slice": 1, "class": c, "index": n} for c in ("background", "disk") for n in range(4)
+        ]
         edits += [
             {"op": "add_point", "slice": 1, "class": "background", "at": [3, 3]},
             {"op": "add_point", "slice": 1, "class": "disk", "at": [RIGHT[1], RIGHT[0]]},
@@ -118,7 +120,9 @@ class TestCommandLine(unittest.TestCase):
 
         # with the earlier segmentation only the edited slices are recomputed, with the same result
         again = self.path("refined_again.nii.gz")
-        code, err = run("refine", self.image, *self.model_args, "--edits", edits_file, "--out", again, "--seg", self.seg)
+        code, err = run(
+            "refine", self.image, *self.model_args, "--edits", edits_file, "--out", again, "--seg", self.seg
+        )
         self.assertEqual(code, 0, err)
         np.testing.assert_array_equal(self.assert_aligned(again), refined)
 

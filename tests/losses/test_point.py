@@ -58,7 +58,9 @@ class TestPointLosses(unittest.TestCase):
         self.assertEqual(PointSharpnessLoss()(w, LABELS).item(), 0.0)
         w_out = torch.zeros(1, 2, 1, 2, 2)
         w_out[0, :, 0, 0, 1] = 1.0  # both on a class-0 cell: class 1's point is outside
-        self.assertAlmostEqual(PointCorrectnessLoss(reduction="none")(w_out, LABELS)[0, 1, 0].item(), 1 - G / (1 + G), places=6)
+        self.assertAlmostEqual(
+            PointCorrectnessLoss(reduction="none")(w_out, LABELS)[0, 1, 0].item(), 1 - G / (1 + G), places=6
+        )
 
     def test_gradients_finite_and_sharpness_denominator_detached(self):
         logits = torch.randn(2, 3, 4, 8, 8, requires_grad=True)

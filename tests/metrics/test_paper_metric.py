@@ -180,7 +180,9 @@ class TestReport(unittest.TestCase):
         self.assertAlmostEqual(aisam["mean_dice"], np.mean([(4 / 7 + 1) / 2, 1.0, 1.0, 0.5]))
         self.assertIsNone(aisam["per_class"]["Myo"]["hd95_mm"])
         header = table.splitlines()[0]
-        self.assertEqual([c.strip() for c in header.strip("|").split("|")], ["protocol", "DICE", "HD95", *names, "HD95 mm"])
+        self.assertEqual(
+            [c.strip() for c in header.strip("|").split("|")], ["protocol", "DICE", "HD95", *names, "HD95 mm"]
+        )
         self.assertIn(f"{100 * aisam['mean_dice']:.2f}", table.splitlines()[2])
 
     def test_paper_columns(self):

@@ -168,7 +168,11 @@ class TestBoxes(unittest.TestCase):
         self.assertFalse((labels[:, 0][:, outside] == 2).any())
         # the points of the boxed class lie in the box
         pts = out["points"][:, 2]
-        self.assertTrue(((pts[..., 0] >= 16 - 4) & (pts[..., 0] <= 63 + 4) & (pts[..., 1] >= 24 - 4) & (pts[..., 1] <= 95 + 4)).all())
+        self.assertTrue(
+            (
+                (pts[..., 0] >= 16 - 4) & (pts[..., 0] <= 63 + 4) & (pts[..., 1] >= 24 - 4) & (pts[..., 1] <= 95 + 4)
+            ).all()
+        )
 
     def test_box_mask_grid(self):
         boxes = torch.tensor([[[0.0, 0.0, 31.0, 15.0], [-1, -1, -1, -1], [5, 5, 4, 4], [40, 40, 41, 41]]])

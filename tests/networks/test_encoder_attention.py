@@ -32,7 +32,9 @@ class TestSDPAEncoderAttention(unittest.TestCase):
         image = torch.rand(batch, 3, size, size)
         with torch.no_grad():
             fast = model(image)
-            self.assertEqual(use_sdpa_encoder_attention(model.sam.image_encoder, False), len(model.sam.image_encoder.blocks))
+            self.assertEqual(
+                use_sdpa_encoder_attention(model.sam.image_encoder, False), len(model.sam.image_encoder.blocks)
+            )
             stock = model(image)
             use_sdpa_encoder_attention(model.sam.image_encoder)
         self.assertIsInstance(model.sam.image_encoder.blocks[0].attn, SDPAEncoderAttention)

@@ -58,8 +58,15 @@ class TestOfficialCheckpoint(unittest.TestCase):
         # the 16x16 cell i covers old cells 4i..4i+3, centred at old coordinate 4i + 1.5
         centre = torch.arange(16.0) * 4 + 1.5
         expected = centre[:, None, None] * self.a + centre[None, :, None] * self.b
-        torch.testing.assert_close(own["image_encoder.pos_embed"][0, 2:-2, 2:-2], expected[2:-2, 2:-2], atol=1e-3, rtol=1e-4)
-        self.assertFalse(torch.equal(own["image_encoder.blocks.2.attn.rel_pos_h"][:5], self.state["image_encoder.blocks.2.attn.rel_pos_h"][:5]))
+        torch.testing.assert_close(
+            own["image_encoder.pos_embed"][0, 2:-2, 2:-2], expected[2:-2, 2:-2], atol=1e-3, rtol=1e-4
+        )
+        self.assertFalse(
+            torch.equal(
+                own["image_encoder.blocks.2.attn.rel_pos_h"][:5],
+                self.state["image_encoder.blocks.2.attn.rel_pos_h"][:5],
+            )
+        )
         with torch.no_grad():
             out = model.eval()(torch.rand(1, 3, 256, 256))
         self.assertEqual(out["logits"].shape, (1, 4, 64, 64))
@@ -104,7 +111,9 @@ class TestCheckpointErrors(unittest.TestCase):
         state = self.sam.state_dict()
         state["extra.weight"] = state.pop("mask_decoder.iou_token.weight")
         torch.save(state, path)
-        with self.assertRaisesRegex(CheckpointError, r"keys.pth: keys do not fit.*mask_decoder.iou_token.weight.*extra.weight"):
+        with self.assertRaisesRegex(
+            CheckpointError, r"keys.pth: keys do not fit.*mask_decoder.iou_token.weight.*extra.weight"
+        ):
             load_sam_checkpoint(self.sam, path)
 
     def test_wrong_shapes(self):
@@ -112,7 +121,9 @@ class TestCheckpointErrors(unittest.TestCase):
         state = self.sam.state_dict()
         state["mask_decoder.iou_token.weight"] = torch.zeros(1, 7)
         torch.save(state, path)
-        with self.assertRaisesRegex(CheckpointError, r"shapes.pth: tensor shapes do not fit.*iou_token.weight \(1, 7\)"):
+        with self.assertRaisesRegex(
+            CheckpointError, r"shapes.pth: tensor shapes do not fit.*iou_token.weight \(1, 7\)"
+        ):
             load_sam_checkpoint(self.sam, path)
 
     def test_bad_type_and_size(self):

@@ -20,8 +20,14 @@ class TestScaleToUnitd(unittest.TestCase):
     def test_equals_monai_scaling(self):
         x = _volume()
         for ours, monai in (
-            (ScaleToUnitd("image", a_min=-125, a_max=275), ScaleIntensityRanged("image", -125, 275, 0.0, 1.0, clip=True)),
-            (ScaleToUnitd("image", lower=0.5, upper=99.5), ScaleIntensityRangePercentilesd("image", 0.5, 99.5, 0.0, 1.0, clip=True)),
+            (
+                ScaleToUnitd("image", a_min=-125, a_max=275),
+                ScaleIntensityRanged("image", -125, 275, 0.0, 1.0, clip=True),
+            ),
+            (
+                ScaleToUnitd("image", lower=0.5, upper=99.5),
+                ScaleIntensityRangePercentilesd("image", 0.5, 99.5, 0.0, 1.0, clip=True),
+            ),
         ):
             a, b = ours({"image": x.clone()})["image"], monai({"image": x.clone()})["image"]
             self.assertIsInstance(a, MetaTensor)

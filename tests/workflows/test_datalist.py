@@ -49,7 +49,9 @@ class TestDatalist(unittest.TestCase):
         self.assertEqual([os.path.basename(i["image"]) for i in items], ["a.nii.gz", "b.nii.gz"])
         self.assertTrue(all(os.path.isabs(i["label"]) for i in items))
         self.assertEqual(dataset_intensity(self.root, {"kind": "per_volume"})["a_min"], -1.0)
-        self.assertEqual(dataset_intensity(os.path.join(self.root, "images"), {"kind": "per_volume"}), {"kind": "per_volume"})
+        self.assertEqual(
+            dataset_intensity(os.path.join(self.root, "images"), {"kind": "per_volume"}), {"kind": "per_volume"}
+        )
 
     def test_bad_inputs_name_the_file(self):
         with self.assertRaisesRegex(FileNotFoundError, r"no datalist.json in the dataset folder"):
@@ -61,7 +63,9 @@ class TestDatalist(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, r"has 4 classes, the bundle expects 9"):
             load_datalist(self.root, "training", num_classes=9)
         os.remove(os.path.join(self.root, "labels", "c.nii.gz"))
-        with self.assertRaisesRegex(FileNotFoundError, r"labels/c.nii.gz: listed in .*datalist.json \(validation\) but missing"):
+        with self.assertRaisesRegex(
+            FileNotFoundError, r"labels/c.nii.gz: listed in .*datalist.json \(validation\) but missing"
+        ):
             load_datalist(self.root, "training", check_splits=["validation"])
         with self.assertLogs("aisam_monai.inputs", "ERROR"):
             with self.assertRaises(FileNotFoundError):
