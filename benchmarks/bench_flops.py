@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 if args.batch > 0:
                     image = torch.randn(args.batch, 3, size, size, device=device)
 
-                    def run(image=image):
+                    def run(image=image, model=model):
                         with torch.inference_mode(), autocast(args.dtype, device):
                             return AISAM.predict_labels(model(image))
 

@@ -118,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                         if args.channels_last:
                             image = image.contiguous(memory_format=torch.channels_last)
 
-                        def run(image=image, dtype=dtype):
+                        def run(image=image, dtype=dtype, forward=forward):
                             with torch.inference_mode(), autocast(dtype, device):
                                 return AISAM.predict_labels(forward(image))
 
@@ -147,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                     if not args.no_baseline:
                         image = torch.randn(1, 3, size, size, device=device)
 
-                        def run_baseline(image=image, dtype=dtype):
+                        def run_baseline(image=image, dtype=dtype, model=model):
                             with torch.inference_mode(), autocast(dtype, device):
                                 return reference_forward(model, image)
 

@@ -11,7 +11,6 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-
 from aisam_monai.data.common import (
     CaseError,
     CaseVolume,

@@ -67,7 +67,10 @@ def write_points_file(
     shape,
     slice_axis: int,
 ) -> str:
-    """Write ``{case}_points.json`` (:func:`points_record` of the arguments) in ``output_dir`` atomically; return its path."""
+    """Write ``{case}_points.json`` (:func:`points_record` of the arguments) in ``output_dir`` atomically.
+
+    Returns the path written.
+    """
     path = os.path.join(output_dir, f"{case}_points.json")
     atomic_write_json(path, points_record(points, class_probs, class_names, image, shape, slice_axis))
     return path

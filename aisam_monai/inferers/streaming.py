@@ -39,7 +39,8 @@ class StreamingNiftiInferer:
 
     Example::
 
-        streamer = StreamingNiftiInferer(SliceVolumeInferer(image_size=256), {"kind": "ct_window", "a_min": -125, "a_max": 275})
+        window = {"kind": "ct_window", "a_min": -125, "a_max": 275}
+        streamer = StreamingNiftiInferer(SliceVolumeInferer(image_size=256), window)
         result = streamer("case.nii.gz", "case_seg.nii.gz", model)
         result["points"]       # (D, C, Np, 3) generated points in input voxel coordinates
         result["class_probs"]  # (D, C) presence probabilities (NaN without a classifier)

@@ -39,8 +39,8 @@ class SliceVolumeInferer(Inferer):
     back to the slice grid: ``bilinear`` on the gated class probabilities of that batch (smooth contours, as the
     interactive predictor gives; ``(k, C, H, W)`` float32 per batch) or ``nearest`` on the label map (cheaper:
     no per-class full-size tensor; contours in steps of the mask grid). Memory is bounded by one batch of slices
-    whatever the depth; the output is a uint8 label volume (up to 256 classes). Prompts travel through :meth:`__call__` (MONAI's ``SliceInferer`` drops extra
-    keyword arguments).
+    whatever the depth; the output is a uint8 label volume (up to 256 classes). Prompts travel through
+    :meth:`__call__` (MONAI's ``SliceInferer`` drops extra keyword arguments).
 
     Args:
         image_size: model input side ``S``.

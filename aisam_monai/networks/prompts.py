@@ -124,7 +124,8 @@ def user_point_tokens(
     """
     if points.ndim != 4 or points.shape[-1] != 2 or labels.shape != points.shape[:-1]:
         raise ValueError(
-            f"points must be (B, C, K, 2) with point_labels (B, C, K), got {tuple(points.shape)} and {tuple(labels.shape)}."
+            "points must be (B, C, K, 2) with point_labels (B, C, K), "
+            f"got {tuple(points.shape)} and {tuple(labels.shape)}."
         )
     b, c, k, _ = points.shape
     # SAM's encoder indexes (N, P, 2) coordinates: fold the classes into the point axis and back.

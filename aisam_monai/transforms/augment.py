@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from monai.config import KeysCollection
 from monai.data import MetaTensor
+from monai.data.meta_obj import get_track_meta
 from monai.transforms import InvertibleTransform, MapTransform, RandomizableTransform
 from monai.transforms.inverse import TraceKeys
-from monai.data.meta_obj import get_track_meta
 from monai.utils import convert_to_tensor
 
 __all__ = ["RandRot90Flipd", "RandIntegerRotated", "RandScaleCropd"]
@@ -89,7 +89,7 @@ class _RandSliceAugmentd(RandomizableTransform, MapTransform, InvertibleTransfor
             xform = self.pop_transform(d[key])
             if xform[TraceKeys.DO_TRANSFORM]:
                 params = xform[TraceKeys.EXTRA_INFO]
-                d[key] = _on_array(d[key], lambda t: self._backward(t, **params))
+                d[key] = _on_array(d[key], lambda t, params=params: self._backward(t, **params))
         return d
 
 

@@ -98,7 +98,7 @@ def load_datalist(
 
 
 def check_volume_file(path: str) -> None:
-    """Raise one line (logged too) unless ``path`` is a readable 3D image (a trailing singleton 4th axis is accepted)."""
+    """Raise one line (logged too) unless ``path`` is a readable 3D image (a trailing singleton 4th axis is fine)."""
     try:
         open_volume(path)
     except (FileNotFoundError, ValueError) as e:

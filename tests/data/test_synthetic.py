@@ -75,7 +75,7 @@ class TestSynthetic(unittest.TestCase):
             p = cardiac_patient(rng)
             self.assertTrue(150 <= p.rows <= 260 and 150 <= p.cols <= 260 and 1.2 <= p.pixel <= 1.8)
             self.assertTrue(6 <= p.slices <= 12 and 5 <= p.slice_spacing <= 10)
-            (ed, ed_lab), (es, es_lab) = cardiac_volume(p, "ED"), cardiac_volume(p, "ES")
+            (ed, ed_lab), (_, es_lab) = cardiac_volume(p, "ED"), cardiac_volume(p, "ES")
             self.assertEqual(ed.shape, (p.slices, p.rows, p.cols))
             self.assertGreater((ed_lab == 3).sum(), 1.5 * (es_lab == 3).sum())  # ES cavity is smaller
             self.assertEqual(set(np.unique(ed_lab)), {0, 1, 2, 3})

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import tempfile
 import unittest
 from types import SimpleNamespace
@@ -10,9 +11,8 @@ from types import SimpleNamespace
 import nibabel as nib
 import numpy as np
 import torch
-from monai.data import MetaTensor
-
 from ignite.engine import Engine
+from monai.data import MetaTensor
 
 from aisam_monai.handlers import (
     AtomicCheckpointSaver,
@@ -71,7 +71,7 @@ class TestCheckpointChecks(unittest.TestCase):
             self.assertEqual(sorted(os.listdir(d)), ["checkpoint_epoch=1.pt"])
             saver._interval_checkpoint.to_save["boom"] = Boom()
             trainer.state.epoch = 2
-            with self.assertRaises(Exception):
+            with self.assertRaises(pickle.PicklingError):
                 saver.interval_completed(trainer)
             self.assertEqual(sorted(os.listdir(d)), ["checkpoint_epoch=1.pt"])  # intact; no partial or temporary file
             state = torch.load(os.path.join(d, "checkpoint_epoch=1.pt"), weights_only=True)

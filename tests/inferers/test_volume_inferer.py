@@ -9,9 +9,9 @@ from monai.data import MetaTensor
 from parameterized import parameterized
 
 from aisam_monai.inferers import EVAL_MODES, SliceVolumeInferer
-from aisam_monai.transforms.label_prompts import class_presence, label_boxes, random_label_points
-from aisam_monai.transforms.intensity import SAM_PIXEL_MEAN, SAM_PIXEL_STD
 from aisam_monai.networks import AISAM
+from aisam_monai.transforms.intensity import SAM_PIXEL_MEAN, SAM_PIXEL_STD
+from aisam_monai.transforms.label_prompts import class_presence, label_boxes, random_label_points
 
 torch.set_num_threads(1)
 

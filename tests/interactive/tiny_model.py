@@ -41,7 +41,10 @@ def disks(height: int, width: int, left: tuple[float, float], right: tuple[float
 
 
 def _batch(n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """SAM-normalised model-frame images ``(n, 3, S, S)``, targets ``(n, 1, 4h, 4w)`` on the mask grid, clicks ``(n, 2, 2, 2)``."""
+    """SAM-normalised model-frame images ``(n, 3, S, S)``, targets ``(n, 1, 4h, 4w)`` on the mask grid.
+
+    Also clicks ``(n, 2, 2, 2)``.
+    """
     images, targets, clicks = [], [], []
     for _ in range(n):
         jitter_x, jitter_y = rng.integers(-SIZE // 16, SIZE // 16 + 1, 2), rng.integers(-SIZE // 8, SIZE // 8 + 1, 2)

@@ -61,9 +61,9 @@ class TestAugment(unittest.TestCase):
                 self.assertEqual(same, 1.0)
             elif isinstance(xf, RandScaleCropd):
                 p = xf._params
-                t, l, (ch, cw) = p["top"], p["left"], p["size"]
+                t, left, (ch, cw) = p["top"], p["left"], p["size"]
                 np.testing.assert_array_equal(
-                    back["label"][:, t : t + ch, l : l + cw], item["label"][:, t : t + ch, l : l + cw]
+                    back["label"][:, t : t + ch, left : left + cw], item["label"][:, t : t + ch, left : left + cw]
                 )
             else:
                 self.assertGreater(same, 0.97)
