@@ -230,7 +230,7 @@ def find_transunet(source: Path, spacing=DEFAULT_SPACING) -> tuple[list[SourceCa
 
 
 def default_split(patients: list[str]) -> dict[str, list[str]]:
-    """The 18 training / 12 test cases of TransUNet (spec 3.1); other case ids go to training."""
+    """The 18 training / 12 test cases of TransUNet (Chen et al., arXiv 2102.04306); other case ids go to training."""
     test = {f"case{n}" for n in SYNAPSE_TEST}
     return {
         "training": sorted(p for p in patients if p not in test),

@@ -212,7 +212,7 @@ class SliceVolumeInferer(Inferer):
             index = slice(start, min(start + self.sw_batch_size, depth))
             image = self._to_model_frame(volume[..., index].permute(2, 0, 1).unsqueeze(1))
             kwargs = {}
-            if gt is not None:  # label on the model grid (prompts) and on the S/4 evaluation grid (spec §3.4)
+            if gt is not None:  # label on the model grid (prompts) and the S/4 evaluation grid (the paper's protocol)
                 lab = gt[..., index].permute(2, 0, 1).unsqueeze(1).float()
                 lab = F.interpolate(lab, size=image.shape[-2:], mode="nearest-exact")
                 label_low[..., index] = (

@@ -1,6 +1,8 @@
 # Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
 
-"""Mapping points, boxes and masks between a slice's own pixel grid and the square model grid (spec §5.2).
+"""Mapping points, boxes and masks between a slice's own pixel grid and the square model grid.
+
+See docs/interactive.md, "Coordinates".
 
 A slice of ``H x W`` pixels is resized to the model's ``S x S`` input without keeping the aspect ratio
 (bilinear, ``align_corners=False``). Pixel ``(x, y)`` (column, row) denotes the centre of that pixel, so

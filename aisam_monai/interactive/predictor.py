@@ -1,6 +1,9 @@
 # Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
 
-"""Interactive AI-SAM: cached image embeddings, automatic points, and point/box/class edits (spec §5)."""
+"""Interactive AI-SAM: cached image embeddings, automatic points, and point/box/class edits.
+
+The interactive use of AI-SAM (arXiv 2312.03119): generated points a person can move, delete or add to.
+"""
 
 from __future__ import annotations
 
@@ -31,8 +34,9 @@ __all__ = ["AISAMPredictor", "PromptPoint", "SlicePrediction", "group_points", "
 MODES = ("generalized", "point")
 """``generalized`` (default): the model's generalized point tokens plus appended user points, classes combined by
 softmax x class gate (the evaluation path, so an unedited slice gives exactly the automatic result). ``point``:
-the reference demo (spec §5.1): every point, generated ones included, goes through SAM's ordinary point encoder;
-each class's mask is ``logit > 0`` (sigmoid > 0.5), no softmax across classes, no classifier."""
+the authors' demo notebook (docs/interactive.md, point modes): every point, generated ones included, goes through
+SAM's ordinary point encoder; each class's mask is ``logit > 0`` (sigmoid > 0.5), no softmax across classes, no
+classifier."""
 
 EDIT_OPS = ("add_point", "move_point", "delete_point", "set_box", "set_present_classes", "clear_edits")
 """Names of the edit methods, usable in :meth:`AISAMPredictor.apply_edits`."""

@@ -1,5 +1,8 @@
 # Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
-"""The full AI-SAM training loss: segmentation + class presence + prompt heuristic (spec §0.8)."""
+"""The full AI-SAM training loss: segmentation + class presence + prompt heuristic.
+
+AI-SAM (arXiv 2312.03119) trains with the prompt heuristic loss beside the segmentation objective.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 # Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
-"""Prompt diversity loss of AI-SAM (InfoNCE on point features, spec §2.4)."""
+"""Prompt diversity loss of AI-SAM (InfoNCE on point features; arXiv 2312.03119, the prompt diversity terms)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 # Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
-"""AI-SAM's prompt heuristic loss: point correctness + sharpness + diversity (spec §2.5)."""
+"""AI-SAM's prompt heuristic loss: point correctness + sharpness + diversity (arXiv 2312.03119)."""
 
 from __future__ import annotations
 

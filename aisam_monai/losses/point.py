@@ -1,5 +1,5 @@
 # Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
-"""Point correctness and point sharpness losses of AI-SAM's prompt heuristic (spec §2.3)."""
+"""Point correctness and point sharpness losses of AI-SAM's prompt heuristic (arXiv 2312.03119)."""
 
 from __future__ import annotations
 

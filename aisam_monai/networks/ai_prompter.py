@@ -1,5 +1,8 @@
 # Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
-"""The AI-Prompter: generalized point prompts and class presence from a SAM image embedding (spec §1.4)."""
+"""The AI-Prompter: generalized point prompts and class presence from a SAM image embedding.
+
+The AI-Prompter of AI-SAM (arXiv 2312.03119).
+"""
 
 from __future__ import annotations
 

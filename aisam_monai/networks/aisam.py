@@ -28,8 +28,9 @@ def class_gate(
     class_labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """
-    Per-class gate ``g (B, C)`` with ``g_0 = 1`` (spec §1.9): ``class_labels`` when given, else
-    ``1[sigmoid > threshold]`` (``"hard"``), ``sigmoid`` (``"soft"``), or ones (``"none"`` or no classifier).
+    Per-class gate ``g (B, C)`` with ``g_0 = 1`` (AI-SAM, arXiv 2312.03119, combining the class masks):
+    ``class_labels`` when given, else ``1[sigmoid > threshold]`` (``"hard"``), ``sigmoid`` (``"soft"``), or ones
+    (``"none"`` or no classifier).
     """
     if gate not in GATES:
         raise ValueError(f"gate must be one of {GATES}, got {gate!r}.")
@@ -53,7 +54,7 @@ def combine_class_masks(
     class_labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """
-    Label map from class mask logits: ``argmax_c softmax_c(Z) * g_c`` (spec §1.9).
+    Label map from class mask logits: ``argmax_c softmax_c(Z) * g_c`` (arXiv 2312.03119, combining the class masks).
 
     Args:
         logits: ``(B, C, H, W)`` mask logits.

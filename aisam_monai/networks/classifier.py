@@ -1,5 +1,5 @@
 # Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
-"""Class-presence classifier of AI-SAM (spec §1.8)."""
+"""Class-presence classifier of AI-SAM (arXiv 2312.03119, the classification head, after the authors' code)."""
 
 from __future__ import annotations
 

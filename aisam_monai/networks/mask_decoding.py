@@ -1,6 +1,6 @@
 # Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
 """
-SAM's mask decoder for ``B`` images x ``C`` prompt sets in one call (spec §0.2, §1.7).
+SAM's mask decoder for ``B`` images x ``C`` prompt sets in one call (docs/architecture.md: data flow).
 
 The stock ``MaskDecoder`` takes one image per call. This module runs the same computation with the
 decoder's own sub-modules and weights (its ``TwoWayTransformer`` layers, output upscaling and the first

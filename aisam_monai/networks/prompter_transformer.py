@@ -1,5 +1,5 @@
 # Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
-"""The modified two-way transformer of the AI-Prompter (spec §1.4.2)."""
+"""The modified two-way transformer of the AI-Prompter (arXiv 2312.03119, the AI-Prompter)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 # Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
 """
 Prompt geometry and assembly for all classes at once: grid <-> pixel conversions, box masks on any grid,
-and the sparse prompt set of every (image, class) pair (spec §1.5, §1.6, §5.2).
+and the sparse prompt set of every (image, class) pair (docs/architecture.md: the model contract).
 """
 
 from __future__ import annotations
@@ -87,8 +87,8 @@ def box_masks(boxes: torch.Tensor, grid: tuple[int, int], image_size: int) -> to
 
 def generated_point_tokens(points: torch.Tensor, pos_embed: torch.Tensor, neg_embed: torch.Tensor) -> torch.Tensor:
     """
-    Sparse prompt tokens from the generalized points of every class (spec §1.5): for class ``c``,
-    its own points plus the positive embedding, then the points of every other class (ascending) plus
+    Sparse prompt tokens from the generalized points of every class (AI-SAM, arXiv 2312.03119): for class
+    ``c``, its own points plus the positive embedding, then the points of every other class (ascending) plus
     the negative embedding.
 
     Args:
@@ -109,7 +109,7 @@ def user_point_tokens(
     prompt_encoder: torch.nn.Module, points: torch.Tensor, labels: torch.Tensor, image_size: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """
-    Sparse prompt tokens from user clicks, shared by all classes with class-specific roles (spec §1.6):
+    Sparse prompt tokens from user clicks, shared by all classes with class-specific roles:
     for the prompt of class ``c``, the clicks of ``c`` keep their label; positive clicks of another class
     are negatives for ``c``; negative clicks of another class and padding are ignored (masked out).
 

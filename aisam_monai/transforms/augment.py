@@ -1,5 +1,7 @@
 # Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
-"""The training augmentation of spec §3.3 on 2D slices, as three independent invertible random transforms.
+"""The training augmentation of AI-SAM (arXiv 2312.03119, after the authors' code) on 2D slices.
+
+Three independent invertible random transforms.
 
 Each fires with its own probability (default 0.5) and applies the same parameters to every key, so image and
 label stay aligned; all resample with nearest neighbour (labels keep their values):
@@ -96,7 +98,7 @@ class _RandSliceAugmentd(RandomizableTransform, MapTransform, InvertibleTransfor
 class RandRot90Flipd(_RandSliceAugmentd):
     """
     ``rot90`` by ``k`` in {0, 1, 2, 3} over the two spatial axes, then a flip along spatial axis 0 or 1
-    (spec §3.3 step 1).
+    (step 1 of 3).
 
     Args:
         keys: keys of ``(C, H, W)`` slices.
@@ -133,7 +135,7 @@ class RandIntegerRotated(_RandSliceAugmentd):
     """
     Rotation by an integer angle drawn uniformly in ``[min_angle, max_angle]`` degrees (default [-20, 19], the
     reference's ``randint(-20, 20)``), nearest neighbour for every key, same size, zeros outside
-    (spec §3.3 step 2).
+    (step 2 of 3).
 
     Args:
         keys: keys of ``(C, H, W)`` slices.
@@ -167,7 +169,7 @@ class RandIntegerRotated(_RandSliceAugmentd):
 class RandScaleCropd(_RandSliceAugmentd):
     """
     Crop of ``floor(u * H)`` rows and ``floor(v * W)`` columns, ``u, v ~ U(min_scale, max_scale)`` drawn
-    independently, at a uniformly random offset (spec §3.3 step 3).
+    independently, at a uniformly random offset (step 3 of 3).
 
     Args:
         keys: keys of ``(C, H, W)`` slices.

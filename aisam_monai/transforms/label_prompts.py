@@ -1,5 +1,8 @@
 # Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
-"""Prompts derived from ground-truth label maps for a batch of slices, all classes at once (spec §4.3, §4.4)."""
+"""Prompts derived from ground-truth label maps for a batch of slices, all classes at once.
+
+The interactive rows of AI-SAM's Tables 1 and 2 (arXiv 2312.03119).
+"""
 
 from __future__ import annotations
 

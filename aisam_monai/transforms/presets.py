@@ -76,7 +76,7 @@ def train_transforms(
         aug_prob: probability of each augmentation step.
         flips: include the rot90-and-flip step; without it the augmentation keeps the anatomy's orientation
             (rotations within +-20 degrees and scale-crops only), for structures told apart by their side.
-        sam_normalize: apply SAM's pixel normalisation (spec §0.7).
+        sam_normalize: apply SAM's pixel normalisation (docs/architecture.md: why inputs are normalised).
         lowres_label: also emit ``label_lowres`` ``(1, S/4, S/4)`` (``nearest-exact`` from the ``S`` label).
         num_points: when > 0, emit ``points (C, N, 2)`` and ``point_labels (C, N)`` with ``N = num_points``.
         boxes: emit ``boxes (C, 4)``.

@@ -1,6 +1,6 @@
 # Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
 """Per-class targets and prompts derived from a label: presence multi-hot, ground-truth boxes and random
-ground-truth points (spec §3.3, §4.3), all classes at once.
+ground-truth points (arXiv 2312.03119, Table 1's gt-label, random-point and gt-box rows), all classes at once.
 
 The label is ``(1, H, W)`` (a slice: outputs have no leading axis) or ``(1, H, W, D)`` (a volume: one entry per
 slice along the last axis, outputs lead with ``D``). Pixel coordinates are ``(x, y)`` = (column, row) of the

@@ -114,7 +114,7 @@ class TestBatchedEqualsLoop(unittest.TestCase):
 
 class TestPointEncoding(unittest.TestCase):
     def test_one_hot_weights_equal_sam_point_encoding(self):
-        """A one-hot W gives exactly SAM's encoding of the cell-centre pixel (spec §5.2)."""
+        """A one-hot W gives exactly SAM's encoding of the cell-centre pixel (docs/interactive.md: coordinates)."""
         model = _model(4, 128)
         pe = model.sam.prompt_encoder.get_dense_pe().flatten(2).transpose(1, 2)[0]  # (hw, D)
         idx = torch.tensor([0, 5, 17, 40, 63])
