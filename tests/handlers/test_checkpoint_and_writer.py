@@ -71,7 +71,7 @@ class TestCheckpointChecks(unittest.TestCase):
             self.assertEqual(sorted(os.listdir(d)), ["checkpoint_epoch=1.pt"])
             saver._interval_checkpoint.to_save["boom"] = Boom()
             trainer.state.epoch = 2
-            with self.assertRaises(pickle.PicklingError):
+            with self.assertRaises((AttributeError, pickle.PicklingError)):  # the lambda cannot be pickled
                 saver.interval_completed(trainer)
             self.assertEqual(sorted(os.listdir(d)), ["checkpoint_epoch=1.pt"])  # intact; no partial or temporary file
             state = torch.load(os.path.join(d, "checkpoint_epoch=1.pt"), weights_only=True)
