@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from aisam_monai.data.common import atomic_write_json
+from aisam_monai.io.atomic import atomic_write_json
 
 __all__ = [
     "CLOCKS",

@@ -3,7 +3,7 @@
 Question 1: automatic forward throughput (slices/s) of AI-SAM, against the reference per-class loop.
 
 For every backbone x image size x class count: the batched model (``AISAM.forward`` + label combination) at
-each batch size and dtype, and the baseline path (:func:`~aisam_monai.networks.reference.reference_forward`:
+each batch size and dtype, and the baseline path (:func:`~benchmarks.reference.reference_forward`:
 per-image, per-class loop, batch 1, segment-anything's own encoder attention) in the same run, with the largest
 mask-logit difference and the label agreement between the two paths on the same image. Random weights; the input is
 random noise.
@@ -22,7 +22,6 @@ import torch
 
 from aisam_monai.networks import AISAM, combine_class_masks
 from aisam_monai.networks.encoder_attention import use_sdpa_encoder_attention
-from aisam_monai.networks.reference import reference_forward
 from benchmarks._common import (
     add_common_arguments,
     autocast,
@@ -35,6 +34,7 @@ from benchmarks._common import (
     time_call,
     write_json,
 )
+from benchmarks.reference import reference_forward
 
 __all__ = ["agreement", "build_model", "main"]
 

@@ -21,7 +21,6 @@ import torch
 
 from aisam_monai.losses import AISAMLoss
 from aisam_monai.networks.encoder_attention import use_sdpa_encoder_attention
-from aisam_monai.networks.reference import reference_forward
 from benchmarks._common import (
     add_common_arguments,
     autocast,
@@ -35,6 +34,7 @@ from benchmarks._common import (
     write_json,
 )
 from benchmarks.bench_forward import build_model
+from benchmarks.reference import reference_forward
 
 __all__ = ["main"]
 

@@ -2,16 +2,17 @@
 """
 The reference recipe of AI-SAM's public code: a Python loop over images and classes, one prompter pass
 and one stock ``MaskDecoder`` call per class, padding tokens dropped. It is kept only as the baseline of
-the equivalence tests and the benchmarks; use :class:`~aisam_monai.networks.AISAM` for real work.
+the equivalence tests and the benchmarks (not part of the package); use :class:`~aisam_monai.networks.AISAM` for real
+work.
 """
 
 from __future__ import annotations
 
 import torch
 
-from .ai_prompter import BOX_FILL
-from .aisam import AISAM
-from .prompts import box_masks
+from aisam_monai.networks import AISAM
+from aisam_monai.networks.ai_prompter import BOX_FILL
+from aisam_monai.networks.prompt_tokens import box_masks
 
 __all__ = ["reference_forward"]
 

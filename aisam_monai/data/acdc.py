@@ -1,6 +1,6 @@
 # Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
 """ACDC (cardiac cine MRI) source forms: the official challenge release, the SSL4MIS h5 form and the
-MT-UNet npz form. Each ``find_*`` function returns :class:`~aisam_monai.data.common.SourceCase` items
+MT-UNet npz form. Each ``find_*`` function returns :class:`~aisam_monai.data.cases.SourceCase` items
 (one per patient and cardiac phase, ``case = patientNNN_ED|ES``) and, where the form ships one, its
 split by patient.
 """
@@ -11,17 +11,8 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from aisam_monai.data.common import (
-    CaseError,
-    CaseVolume,
-    SourceCase,
-    read_h5,
-    read_list,
-    read_nifti,
-    read_npz,
-    stack_slices,
-    zhw_volume,
-)
+from aisam_monai.data.cases import CaseError, CaseVolume, SourceCase
+from aisam_monai.data.sources import read_h5, read_list, read_nifti, read_npz, stack_slices, zhw_volume
 
 __all__ = [
     "ACDC_LABELS",

@@ -1,39 +1,30 @@
 # Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
-"""Shared pieces of dataset preparation: source cases, validation, atomic NIfTI writing, splits,
-the failure report and the decathlon-style datalist.
+"""Prepared cases: the case records, their validation, writing as NIfTI, the split by patient, the failure report
+and the decathlon-style datalist.
 
-Every source form (``acdc.py``, ``synapse.py``) turns its files into a list of :class:`SourceCase`;
-:func:`prepare_cases` validates and writes them and :func:`write_datalist` records the result.
+Every source form (``acdc.py``, ``synapse.py``) turns its files into a list of :class:`SourceCase` (with the readers
+of :mod:`aisam_monai.data.sources`); :func:`prepare_cases` validates and writes them and :func:`write_datalist`
+records the result.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
-import nibabel as nib
 import numpy as np
 
+from aisam_monai.io.atomic import atomic_write_json
+from aisam_monai.io.nifti import write_nifti
+
 __all__ = [
+    "DATALIST_NAME",
     "CaseError",
     "SourceCase",
     "CaseVolume",
     "PrepareResult",
-    "atomic_write_bytes",
-    "atomic_write_json",
-    "read_nifti",
-    "write_nifti",
-    "zhw_affine",
-    "stack_slices",
-    "read_h5",
-    "read_npz",
-    "read_list",
-    "zhw_volume",
     "validate_case",
     "prepare_cases",
     "ratio_split",
@@ -97,152 +88,6 @@ class PrepareResult:
     skipped: list[str] = field(default_factory=list)
     failures: list[dict] = field(default_factory=list)
     notes: list[dict] = field(default_factory=list)
-
-
-def _default_file_mode() -> int:
-    """``0o666`` less the process umask: the mode ``open()`` would give a new file (``mkstemp`` gives ``0o600``)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def atomic_write_bytes(path: str | os.PathLike, write: Callable[[str], None], suffix: str = "") -> None:
-    """
-    Call ``write(tmp_path)`` on a temporary file in the target directory, then ``os.replace`` it; the file gets the
-    permissions a plain ``open()`` would give it (readable by the group and others under the usual umask).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, _default_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def atomic_write_json(path: str | os.PathLike, obj) -> None:
-    """Write ``obj`` as indented JSON atomically."""
-
-    def _write(tmp: str) -> None:
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-
-    atomic_write_bytes(path, _write)
-
-
-def read_nifti(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Read a NIfTI volume; return ``(array, affine, notes)``.
-
-    When the affine's column lengths disagree with the header's pixel dimensions (``pixdim``), the
-    affine's directions are kept and its scales are taken from ``pixdim``; a note says so.
-
-    Raises:
-        CaseError: unreadable file.
-    """
-    try:
-        img = nib.load(str(path))
-        data = np.asanyarray(img.dataobj)
-    except Exception as e:  # nibabel raises many types for corrupt files
-        raise CaseError(path, f"unreadable NIfTI ({type(e).__name__}: {e})") from e
-    affine = np.array(img.affine, dtype=np.float64)
-    notes = []
-    zooms = np.array(img.header.get_zooms()[:3], dtype=np.float64)
-    if data.ndim >= 3 and zooms.size == 3 and np.all(zooms > 0):
-        lengths = np.linalg.norm(affine[:3, :3], axis=0)
-        if not np.allclose(lengths, zooms, rtol=1e-3, atol=1e-4):
-            affine[:3, :3] = affine[:3, :3] / np.where(lengths > 0, lengths, 1.0) * zooms
-            notes.append(
-                f"{path}: affine scales {np.round(lengths, 4).tolist()} disagree with pixdim "
-                f"{np.round(zooms, 4).tolist()}; pixdim used"
-            )
-    return data, affine, notes
-
-
-def write_nifti(path: str | os.PathLike, array: np.ndarray, affine: np.ndarray) -> None:
-    """Write ``array`` (X, Y, Z) with ``affine`` as NIfTI-1 (sform and qform set), atomically."""
-    img = nib.Nifti1Image(array, affine)
-    img.set_sform(affine, code=1)
-    img.set_qform(affine, code=1)
-    atomic_write_bytes(path, lambda tmp: nib.save(img, tmp), suffix=".nii.gz")
-
-
-def zhw_affine(spacing: Sequence[float]) -> np.ndarray:
-    """Affine for a volume stored as (H, W, Z) after transposing a (Z, H, W) array.
-
-    (Z, H, W) arrays from the preprocessed releases were produced with SimpleITK (identity direction,
-    i.e. LPS axes: columns along x, rows along y, slices along z). Written as (row, column, slice),
-    the RAS affine maps rows to -y (anterior flipped), columns to -x and slices to +z.
-
-    Args:
-        spacing: (sx, sy, sz) in mm: column (in-plane x), row (in-plane y), slice spacing.
-    """
-    sx, sy, sz = (float(s) for s in spacing)
-    return np.array([[0.0, -sx, 0.0, 0.0], [-sy, 0.0, 0.0, 0.0], [0.0, 0.0, sz, 0.0], [0.0, 0.0, 0.0, 1.0]])
-
-
-def read_h5(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        with h5py.File(path, "r") as f:
-            return np.asarray(f["image"]), np.asarray(f["label"])
-    except (OSError, KeyError) as e:
-        raise CaseError(path, f"unreadable h5 with 'image' and 'label' datasets ({e})") from e
-
-
-def read_npz(path: Path, image_key: str) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        with np.load(path) as f:
-            return np.asarray(f[image_key]), np.asarray(f["label"])
-    except (OSError, KeyError, ValueError) as e:
-        raise CaseError(path, f"unreadable npz with '{image_key}' and 'label' arrays ({e})") from e
-
-
-def zhw_volume(image: np.ndarray, label: np.ndarray, file: Path, label_file: Path, spacing) -> CaseVolume:
-    """(Z, H, W) arrays -> CaseVolume stored (H, W, Z) with :func:`zhw_affine`."""
-    for arr, f in ((image, file), (label, label_file)):
-        if arr.ndim != 3:
-            raise CaseError(f, f"expected a 3D (Z, H, W) volume, got {arr.ndim}D shape {arr.shape}")
-    return CaseVolume(
-        np.ascontiguousarray(np.moveaxis(image, 0, -1)),
-        np.ascontiguousarray(np.moveaxis(label, 0, -1)),
-        zhw_affine(spacing),
-        str(file),
-        str(label_file),
-    )
-
-
-def read_list(path: Path) -> list[str]:
-    return [ln.strip() for ln in path.read_text().splitlines() if ln.strip()] if path.exists() else []
-
-
-def stack_slices(
-    slices: dict[int, tuple[np.ndarray, np.ndarray]], files: dict[int, str]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Rebuild (Z, H, W) image and label volumes from 2D slices keyed by slice index.
-
-    Raises:
-        CaseError: a missing slice index, a non-2D slice or slices of different shapes.
-    """
-    indices = sorted(slices)
-    first = indices[0]
-    missing = sorted(set(range(first, indices[-1] + 1)) - set(indices))
-    if missing:
-        raise CaseError(files[first], f"slice indices {missing} missing between {first} and {indices[-1]}")
-    shape = slices[first][0].shape
-    for k in indices:
-        img, lab = slices[k]
-        if img.ndim != 2 or lab.ndim != 2:
-            raise CaseError(files[k], f"expected 2D slice image/label, got {img.shape} / {lab.shape}")
-        if img.shape != shape:
-            raise CaseError(files[k], f"slice shape {img.shape} differs from {shape} of {files[first]}")
-    image = np.stack([slices[k][0] for k in indices])
-    label = np.stack([slices[k][1] for k in indices])
-    return image, label
 
 
 def validate_case(vol: CaseVolume, num_classes: int) -> None:

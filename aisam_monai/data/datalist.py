@@ -4,40 +4,26 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections.abc import Mapping, Sequence
 
 from monai.data import load_decathlon_datalist
 
-from aisam_monai.data.nifti_slabs import open_volume
+from aisam_monai.data.cases import DATALIST_NAME
+from aisam_monai.io.errors import reported
+from aisam_monai.io.nifti import check_volume_file
 
-__all__ = [
-    "DATALIST_NAME",
-    "load_datalist",
-    "dataset_info",
-    "dataset_intensity",
-    "inference_items",
-    "check_volume_file",
-]
+__all__ = ["load_datalist", "dataset_info", "dataset_intensity", "inference_items"]
 
-DATALIST_NAME = "datalist.json"
-_LOGGER = logging.getLogger("aisam_monai.inputs")
 _PREPARE_HINT = "prepare it with `python -m aisam_monai.data.prepare` or run `python -m aisam_monai.quickstart`"
-
-
-def _reported(error: Exception) -> Exception:
-    """Log ``error`` as one ERROR line (visible above the config parser's traceback) and return it for raising."""
-    _LOGGER.error(str(error))
-    return error
 
 
 def _datalist_path(dataset_dir: str) -> str:
     if not os.path.isdir(dataset_dir):
-        raise _reported(FileNotFoundError(f"{dataset_dir}: dataset folder not found; {_PREPARE_HINT}."))
+        raise reported(FileNotFoundError(f"{dataset_dir}: dataset folder not found; {_PREPARE_HINT}."))
     path = os.path.join(dataset_dir, DATALIST_NAME)
     if not os.path.isfile(path):
-        raise _reported(FileNotFoundError(f"{path}: no {DATALIST_NAME} in the dataset folder; {_PREPARE_HINT}."))
+        raise reported(FileNotFoundError(f"{path}: no {DATALIST_NAME} in the dataset folder; {_PREPARE_HINT}."))
     return path
 
 
@@ -78,7 +64,7 @@ def load_datalist(
     path = _datalist_path(dataset_dir)
     info = dataset_info(dataset_dir)
     if num_classes is not None and info.get("num_classes", num_classes) != num_classes:
-        raise _reported(
+        raise reported(
             ValueError(f"{path}: the dataset has {info['num_classes']} classes, the bundle expects {num_classes}.")
         )
     with open(path) as f:
@@ -86,23 +72,15 @@ def load_datalist(
     items = {}
     for name in dict.fromkeys([split, *check_splits]):
         if not isinstance(content.get(name), list):
-            raise _reported(ValueError(f"{path}: no {name!r} list."))
+            raise reported(ValueError(f"{path}: no {name!r} list."))
         if not content[name]:
-            raise _reported(ValueError(f"{path}: the {name!r} list is empty."))
+            raise reported(ValueError(f"{path}: the {name!r} list is empty."))
         items[name] = load_decathlon_datalist(path, is_segmentation=True, data_list_key=name, base_dir=dataset_dir)
         for item in items[name]:
             for key in ("image", "label"):
                 if key in item and not os.path.isfile(item[key]):
-                    raise _reported(FileNotFoundError(f"{item[key]}: listed in {path} ({name}) but missing."))
+                    raise reported(FileNotFoundError(f"{item[key]}: listed in {path} ({name}) but missing."))
     return items[split]
-
-
-def check_volume_file(path: str) -> None:
-    """Raise one line (logged too) unless ``path`` is a readable 3D image (a trailing singleton 4th axis is fine)."""
-    try:
-        open_volume(path)
-    except (FileNotFoundError, ValueError) as e:
-        raise _reported(e) from e
 
 
 def inference_items(

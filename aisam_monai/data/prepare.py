@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from aisam_monai.data import acdc, synapse
-from aisam_monai.data.common import prepare_cases, ratio_split, write_datalist
+from aisam_monai.data.cases import prepare_cases, ratio_split, write_datalist
 
 __all__ = ["prepare", "main"]
 

@@ -11,17 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from aisam_monai.data.common import (
-    CaseError,
-    CaseVolume,
-    SourceCase,
-    read_h5,
-    read_list,
-    read_nifti,
-    read_npz,
-    stack_slices,
-    zhw_volume,
-)
+from aisam_monai.data.cases import CaseError, CaseVolume, SourceCase
+from aisam_monai.data.sources import read_h5, read_list, read_nifti, read_npz, stack_slices, zhw_volume
 
 __all__ = [
     "SYNAPSE_LABELS",

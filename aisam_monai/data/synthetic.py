@@ -22,9 +22,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from aisam_monai.data.common import atomic_write_bytes, ratio_split, write_nifti
+from aisam_monai.data.cases import ratio_split
 from aisam_monai.data.phantoms import abdomen_case, abdomen_volume, cardiac_patient, cardiac_volume, random_rotation
 from aisam_monai.data.synapse import BTCV_TO_SYNAPSE, CT_WINDOW, SYNAPSE_TEST, SYNAPSE_TRAIN
+from aisam_monai.io.atomic import atomic_write_bytes
+from aisam_monai.io.nifti import write_nifti
 
 __all__ = ["LAYOUTS", "write_phantoms", "synapse_case_ids", "main"]
 

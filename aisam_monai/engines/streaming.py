@@ -11,9 +11,9 @@ import torch
 from monai.engines import Evaluator
 from monai.engines.utils import IterationEvents
 
-from aisam_monai.handlers.metric_report import case_stem
-from aisam_monai.handlers.prediction_writer import write_points_file
 from aisam_monai.inferers.streaming import StreamingNiftiInferer
+from aisam_monai.io.nifti import case_stem
+from aisam_monai.io.points_record import write_points_file
 
 __all__ = ["StreamingEvaluator"]
 
@@ -23,8 +23,8 @@ class StreamingEvaluator(Evaluator):
     MONAI ``Evaluator`` whose iterations are NIfTI files: each item's ``image`` path is segmented by a
     :class:`~aisam_monai.inferers.StreamingNiftiInferer` into ``{case}{postfix}.nii.gz`` in ``output_dir`` (uint8
     labels on the input grid, written atomically) with ``{case}_points.json`` beside it (the generated points,
-    :func:`~aisam_monai.handlers.points_record`) — the outputs of ``AISAMEvaluator`` + ``PredictionWriter``, with
-    host memory bounded by one slab instead of growing with depth. Handlers attach as usual (a
+    :func:`~aisam_monai.io.points_record.points_record`) — the outputs of ``AISAMEvaluator`` + ``PredictionWriter``,
+    with host memory bounded by one slab instead of growing with depth. Handlers attach as usual (a
     ``CheckpointLoader`` at ``STARTED``, ``StatsHandler``, ...); ``engine.state.output`` holds ``image`` (the
     path), ``pred`` (the written file), ``points`` and ``class_probs``.
 

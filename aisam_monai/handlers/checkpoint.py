@@ -1,98 +1,29 @@
 # Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
-"""Checkpoint loading with an upfront compatibility check, atomic checkpoint writing, and automatic resume from the
-last checkpoint."""
+"""Checkpoint handlers: loading with an upfront compatibility check
+(:func:`~aisam_monai.io.checkpoint.check_checkpoint`), atomic checkpoint writing, and automatic resume from the last
+checkpoint."""
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
 import re
 
 import ignite.distributed as idist
-import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import DiskSaver
 from monai.handlers import CheckpointLoader, CheckpointSaver
 
+from aisam_monai.io.checkpoint import check_checkpoint, epoch_checkpoints, find_last_checkpoint
+
 __all__ = [
-    "check_checkpoint",
-    "find_last_checkpoint",
     "AtomicDiskSaver",
     "AtomicCheckpointSaver",
     "CheckedCheckpointLoader",
     "ResumeHandler",
 ]
 
-_LOGGER = logging.getLogger("aisam_monai.inputs")
-_EPOCH = re.compile(r"checkpoint_epoch=(\d+)\.pt$")
 _TEMPORARY = re.compile(r"tmp[a-z0-9_]{8}")  # the temporary name of ignite's atomic DiskSaver (tempfile)
-
-
-def _reported(error: Exception) -> Exception:
-    """Log ``error`` as one ERROR line (visible above the config parser's traceback) and return it for raising."""
-    _LOGGER.error(str(error))
-    return error
-
-
-def _model_state(obj: dict, key: str | None) -> dict:
-    """The network's state dict inside a checkpoint: ``obj[key]`` when given and present, else ``obj`` itself."""
-    if key is not None and key in obj and isinstance(obj[key], dict):
-        return obj[key]
-    return obj
-
-
-def check_checkpoint(path: str, network: torch.nn.Module, key: str | None = "model") -> None:
-    """
-    Raise one clear line when ``path`` cannot be loaded into ``network`` (missing file, other class count, other
-    architecture); do nothing when every parameter matches.
-
-    Args:
-        path: checkpoint file (a state dict, or a dict holding it under ``key``).
-        network: the network (a ``DistributedDataParallel`` wrapper is unwrapped).
-        key: entry of the network's state dict in the checkpoint.
-
-    Raises:
-        FileNotFoundError: missing file.
-        ValueError: a shape mismatch (naming the class count when that is the difference) or missing keys.
-    """
-    if not os.path.isfile(path):
-        raise _reported(FileNotFoundError(f"{path}: checkpoint file not found."))
-    model = network.module if isinstance(network, torch.nn.parallel.DistributedDataParallel) else network
-    try:
-        state = _model_state(torch.load(path, map_location="cpu", weights_only=True), key)
-    except Exception as e:  # noqa: BLE001 - truncated, corrupt or not a weights-only file: one line for the user
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise _reported(ValueError(f"{path}: not a readable checkpoint ({reason}).")) from None
-    expected = model.state_dict()
-    num_classes = getattr(model, "num_classes", None)
-    for name, value in expected.items():
-        if name not in state:
-            raise _reported(
-                ValueError(f"{path}: checkpoint has no parameter {name!r}; it was saved from another network.")
-            )
-        found = tuple(state[name].shape)
-        if found != tuple(value.shape):
-            if num_classes is not None and len(found) == value.ndim and found[0] != num_classes == value.shape[0]:
-                raise _reported(
-                    ValueError(
-                        f"{path}: checkpoint is for {found[0]} classes but the network has num_classes={num_classes} "
-                        f"({name}: {found} vs {tuple(value.shape)})."
-                    )
-                )
-            raise _reported(
-                ValueError(f"{path}: parameter {name} has shape {found}, the network expects {tuple(value.shape)}.")
-            )
-
-
-def find_last_checkpoint(folder: str) -> str | None:
-    """The ``*checkpoint_epoch=N.pt`` file with the largest ``N`` in ``folder``, or ``None``."""
-    found = [
-        (int(m.group(1)), p)
-        for p in glob.glob(os.path.join(folder, "*checkpoint_epoch=*.pt"))
-        if (m := _EPOCH.search(p))
-    ]
-    return max(found)[1] if found else None
 
 
 class CheckedCheckpointLoader(CheckpointLoader):
@@ -244,8 +175,8 @@ class ResumeHandler:
         if idist.get_rank() != 0:
             return
         newest = find_last_checkpoint(self.checkpoint_dir)
-        for path in glob.glob(os.path.join(self.checkpoint_dir, "*checkpoint_epoch=*.pt")):
-            if path != newest and _EPOCH.search(path):
+        for _, path in epoch_checkpoints(self.checkpoint_dir):
+            if path != newest:
                 os.remove(path)
 
     def _announce(self, engine: Engine) -> None:

@@ -11,9 +11,10 @@ import ignite.distributed as idist
 from ignite.engine import Engine, Events
 from monai.utils import string_list_all_gather
 
+from aisam_monai.io.nifti import case_stem
 from aisam_monai.metrics import write_report
 
-__all__ = ["PaperReportHandler", "batch_case_names", "case_stem"]
+__all__ = ["PaperReportHandler", "batch_case_names"]
 
 
 def batch_case_names(batch: dict, key: str) -> list[str]:
@@ -23,12 +24,6 @@ def batch_case_names(batch: dict, key: str) -> list[str]:
     names = meta.get("filename_or_obj", [])
     names = [names] if isinstance(names, str) else list(names)
     return [case_stem(name) for name in names]
-
-
-def case_stem(path: str | os.PathLike) -> str:
-    """Case name of an image file: its base name without ``.nii.gz`` (or its one extension)."""
-    base = os.path.basename(str(path))
-    return base[: -len(".nii.gz")] if base.endswith(".nii.gz") else os.path.splitext(base)[0]
 
 
 class PaperReportHandler:

@@ -12,75 +12,19 @@ import torch
 from ignite.engine import Engine, Events
 from monai.data import MetaTensor, decollate_batch
 
-from aisam_monai.data.common import atomic_write_json, write_nifti
 from aisam_monai.handlers.metric_report import batch_case_names
+from aisam_monai.io.nifti import write_nifti
+from aisam_monai.io.points_record import write_points_file
 
-__all__ = ["PredictionWriter", "points_record", "write_points_file"]
-
-
-def points_record(
-    points: torch.Tensor, class_probs: torch.Tensor, class_names: Sequence[str], image: str, shape, slice_axis: int
-) -> dict:
-    """
-    JSON-ready record of the generated points of one volume.
-
-    Args:
-        points: ``(D, C, Np, 3)`` points in input voxel coordinates (continuous indices along the input's axes).
-        class_probs: ``(D, C)`` presence probabilities (NaN without a classifier).
-        class_names: ``C`` names, background first.
-        image: input file name.
-        shape: spatial shape of the input.
-        slice_axis: axis along which the volume was sliced.
-
-    Returns:
-        ``{"image", "shape", "slice_axis", "coordinates", "classes", "slices": [{"index", "presence", "points"}]}``
-        where ``points[name]`` lists that class's ``Np`` points ``[i, j, k]`` of the slice.
-    """
-    points = points.detach().cpu().double().numpy().round(3)
-    probs = class_probs.detach().cpu().double().numpy()
-    slices = []
-    for index, (slice_points, slice_probs) in enumerate(zip(points, probs)):
-        slices.append(
-            {
-                "index": index,
-                "presence": {n: None if np.isnan(p) else round(float(p), 4) for n, p in zip(class_names, slice_probs)},
-                "points": {n: p.tolist() for n, p in zip(class_names, slice_points)},
-            }
-        )
-    return {
-        "image": image,
-        "shape": [int(s) for s in shape],
-        "slice_axis": slice_axis,
-        "coordinates": "continuous voxel indices (i, j, k) along the axes of the input image",
-        "classes": list(class_names),
-        "slices": slices,
-    }
-
-
-def write_points_file(
-    output_dir: str,
-    case: str,
-    points: torch.Tensor,
-    class_probs: torch.Tensor,
-    class_names: Sequence[str],
-    image: str,
-    shape,
-    slice_axis: int,
-) -> str:
-    """Write ``{case}_points.json`` (:func:`points_record` of the arguments) in ``output_dir`` atomically.
-
-    Returns the path written.
-    """
-    path = os.path.join(output_dir, f"{case}_points.json")
-    atomic_write_json(path, points_record(points, class_probs, class_names, image, shape, slice_axis))
-    return path
+__all__ = ["PredictionWriter"]
 
 
 class PredictionWriter:
     """
     After each evaluator iteration, write ``{case}{postfix}.nii.gz`` (the ``pred`` label volume, uint8, with the
     affine of its metadata: the input's when preprocessing has no spatial transform) and ``{case}_points.json``
-    (:func:`points_record`) in ``output_dir``, both atomically. Volumes are written one per iteration (batch 1).
+    (:func:`~aisam_monai.io.points_record.points_record`) in ``output_dir``, both atomically. Volumes are written one
+    per iteration (batch 1).
 
     Args:
         output_dir: output folder.

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from monai.utils import optional_import
 
-from aisam_monai.data.common import atomic_write_bytes
-from aisam_monai.data.nifti_slabs import NiftiSlabReader, NiftiSlabWriter
 from aisam_monai.inferers.volume_inferer import SliceVolumeInferer
+from aisam_monai.io.atomic import atomic_write_bytes
+from aisam_monai.io.nifti_slabs import NiftiSlabReader, NiftiSlabWriter
 
 tqdm, _ = optional_import("tqdm", name="tqdm")
 
@@ -28,7 +28,7 @@ class StreamingNiftiInferer:
     its label combination and resampling), so the labels equal those of the whole-volume path
     (:func:`~aisam_monai.transforms.inference_transforms` + ``inferer``) on the same file. Slabs are read along
     the inferer's ``spatial_dim``; 2 (the last stored axis, as in the prepared datasets) streams both ways, another
-    axis holds the input once and the labels (one byte per voxel) in memory (see :mod:`aisam_monai.data.nifti_slabs`).
+    axis holds the input once and the labels (one byte per voxel) in memory (see :mod:`aisam_monai.io.nifti_slabs`).
 
     Args:
         inferer: the slice inferer applied to each slab; its ``eval_mode`` must not need a label.

@@ -28,11 +28,11 @@ import numpy as np
 import torch
 import yaml
 
-from aisam_monai.data.common import atomic_write_json, write_nifti
 from aisam_monai.interactive.edit_file import prompts_record, read_edits, slice_points_from_record
 from aisam_monai.interactive.predictor import MODES, AISAMPredictor
+from aisam_monai.io.atomic import atomic_write_json
+from aisam_monai.io.nifti import check_volume_file, write_nifti
 from aisam_monai.visualize import plot_slices
-from aisam_monai.workflows import check_volume_file
 
 __all__ = ["main", "build_parser"]
 

@@ -34,8 +34,8 @@ from collections.abc import Mapping
 
 import torch
 
-from aisam_monai.handlers.prediction_writer import points_record
 from aisam_monai.interactive.predictor import MODES, AISAMPredictor, PromptPoint, group_points
+from aisam_monai.io.points_record import points_record
 
 __all__ = ["read_edits", "prompts_record", "slice_points_from_record"]
 
@@ -147,7 +147,7 @@ def read_edits(path: str, predictor: AISAMPredictor) -> tuple[str | None, list[d
 def prompts_record(predictor: AISAMPredictor, image: str, slices: list[int] | None = None) -> dict:
     """
     JSON-ready points file of the predictor's current input: the bundles' points record (every slice's generated
-    points and presence, :func:`aisam_monai.handlers.prediction_writer.points_record`) plus, for each slice in
+    points and presence, :func:`aisam_monai.io.points_record.points_record`) plus, for each slice in
     ``slices`` (default: the edited ones), ``"present"``: the classes allowed in its result, and ``"prompts"``:
     every current prompt point as ``{"id", "class", "ijk", "positive", "generated"}``.
     """

@@ -20,12 +20,12 @@ from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 from monai.utils import convert_to_tensor, optional_import
 
-from aisam_monai.handlers import check_checkpoint
 from aisam_monai.interactive.coordinates import box_mask, box_to_model, model_to_pixel, pixel_to_model, resize_logits
+from aisam_monai.io.checkpoint import check_checkpoint
+from aisam_monai.io.nifti import check_volume_file
 from aisam_monai.networks import AISAM, class_gate, combine_class_masks
 from aisam_monai.networks.ai_prompter import BOX_FILL
 from aisam_monai.transforms import SAM_PIXEL_MEAN, SAM_PIXEL_STD, inference_transforms
-from aisam_monai.workflows import check_volume_file
 
 tqdm, _ = optional_import("tqdm", name="tqdm")
 

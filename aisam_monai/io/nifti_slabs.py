@@ -26,34 +26,14 @@ import numpy as np
 from nibabel.arrayproxy import ArrayProxy
 from nibabel.volumeutils import apply_read_scaling
 
+from aisam_monai.io.nifti import open_volume
 from aisam_monai.transforms.intensity import intensity_transform
 
-__all__ = ["NiftiSlabReader", "NiftiSlabWriter", "open_volume", "stream_percentiles", "HISTOGRAM_BINS"]
+__all__ = ["NiftiSlabReader", "NiftiSlabWriter", "stream_percentiles", "HISTOGRAM_BINS"]
 
 HISTOGRAM_BINS = 65536
 """Bins of the percentile histogram of volumes stored as floats or wide integers; the percentile is then exact
 to ``(max - min) / HISTOGRAM_BINS``. Volumes stored as (u)int8/16 get exact percentiles."""
-
-
-def open_volume(path: str | os.PathLike) -> nib.Nifti1Image:
-    """
-    Open a 3D NIfTI lazily (the file kept open: forward seeks in a gzip stream are cheap), a trailing 4th axis of
-    one volume accepted.
-
-    Raises:
-        FileNotFoundError, ValueError: missing file, unreadable file, not a 3D volume (one line naming the file).
-    """
-    path = str(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: input image not found.")
-    try:
-        img = nib.load(path, keep_file_open=True)
-    except Exception as e:  # nibabel raises many types for unreadable files
-        raise ValueError(f"{path}: not a readable NIfTI image ({type(e).__name__}).") from e
-    shape = img.shape
-    if not (len(shape) == 3 or (len(shape) == 4 and shape[3] == 1)):
-        raise ValueError(f"{path}: expected a 3D volume (H, W, D), got shape {tuple(shape)}.")
-    return img
 
 
 def _order_statistic_interp(values_at, n: int, q: float) -> float:
@@ -195,8 +175,8 @@ class NiftiSlabReader:
 class NiftiSlabWriter:
     """
     Write a uint8 label volume slab after slab as a NIfTI-1 file with the given shape and affine (sform and qform
-    set, as :func:`~aisam_monai.data.common.write_nifti` does). Use it as a context manager on a temporary path and
-    rename the result (``data.common.atomic_write_bytes``): a failure leaves no partial output.
+    set, as :func:`~aisam_monai.io.nifti.write_nifti` does). Use it as a context manager on a temporary path and
+    rename the result (:func:`~aisam_monai.io.atomic.atomic_write_bytes`): a failure leaves no partial output.
 
     Args:
         path: output file; gzip-compressed (level 1, nibabel's default) when it ends in ``.gz``.

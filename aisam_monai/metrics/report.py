@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from aisam_monai.data.common import atomic_write_bytes
+from aisam_monai.io.atomic import atomic_write_bytes
 from aisam_monai.metrics.paper_metric import METRIC_NAMES
 
 __all__ = ["TABLE_COLUMNS", "CASE_CSV_COLUMNS", "summarize", "case_rows", "format_table", "write_report"]

@@ -1,4 +1,7 @@
 # Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
+"""AI-SAM networks (arXiv 2312.03119): the model, its AI-Prompter and class-presence classifier, the all-class mask
+decoding, LoRA, the sparse prompt tokens (:mod:`~aisam_monai.networks.prompt_tokens`) and the SAM builder."""
+
 from __future__ import annotations
 
 from .ai_prompter import AIPrompter

@@ -9,7 +9,7 @@ from torch import nn
 from .ai_prompter import BOX_FILL, AIPrompter
 from .lora import apply_lora
 from .mask_decoding import decode_masks
-from .prompts import box_masks, generated_point_tokens, grid_index_to_pixel, user_point_tokens
+from .prompt_tokens import box_masks, generated_point_tokens, grid_index_to_pixel, user_point_tokens
 from .sam_builder import build_sam
 
 __all__ = ["AISAM", "combine_class_masks", "class_gate", "AiSam"]

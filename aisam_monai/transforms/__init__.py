@@ -13,8 +13,8 @@ from aisam_monai.transforms.intensity import (
     ScaleToUnitd,
     intensity_transform,
 )
+from aisam_monai.transforms.label_promptsd import ClassPresenced, LabelBoxesd, RandLabelPointsd
 from aisam_monai.transforms.presets import eval_transforms, inference_transforms, train_transforms
-from aisam_monai.transforms.prompts import ClassPresenced, LabelBoxesd, RandLabelPointsd
 from aisam_monai.transforms.slicing import RandSliceSampled
 
 __all__ = [

@@ -26,7 +26,7 @@ from monai.transforms import (
 
 from aisam_monai.transforms.augment import RandIntegerRotated, RandRot90Flipd, RandScaleCropd
 from aisam_monai.transforms.intensity import SAMNormalized, intensity_transform
-from aisam_monai.transforms.prompts import ClassPresenced, LabelBoxesd, RandLabelPointsd
+from aisam_monai.transforms.label_promptsd import ClassPresenced, LabelBoxesd, RandLabelPointsd
 from aisam_monai.transforms.slicing import RandSliceSampled
 
 __all__ = ["train_transforms", "eval_transforms", "inference_transforms"]

@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from aisam_monai.data.common import atomic_write_bytes  # noqa: E402
+from aisam_monai.io.atomic import atomic_write_bytes  # noqa: E402
 from aisam_monai.visualize.overlay import draw_overlay, legend_handles  # noqa: E402
 
 __all__ = ["plot_slices", "save_figure"]

@@ -11,8 +11,8 @@ import unittest
 
 import torch
 
-from aisam_monai.networks.reference import reference_forward
 from benchmarks import bench_flops, bench_forward, bench_train_step, bench_volume
+from benchmarks.reference import reference_forward
 
 torch.set_num_threads(1)
 

@@ -10,7 +10,8 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from aisam_monai.workflows import check_volume_file, dataset_intensity, inference_items, load_datalist
+from aisam_monai.data.datalist import dataset_intensity, inference_items, load_datalist
+from aisam_monai.io.nifti import check_volume_file
 
 torch.set_num_threads(1)
 

@@ -19,8 +19,8 @@ from monai.data import load_decathlon_datalist
 from monai.transforms import EnsureChannelFirstd, LoadImaged
 
 from aisam_monai.data import acdc, synapse
-from aisam_monai.data.common import zhw_affine
 from aisam_monai.data.prepare import main, prepare
+from aisam_monai.data.sources import zhw_affine
 from aisam_monai.data.synthetic import write_phantoms
 
 torch.set_num_threads(1)

@@ -7,7 +7,7 @@ import stat
 import tempfile
 import unittest
 
-from aisam_monai.data.common import atomic_write_bytes, atomic_write_json
+from aisam_monai.io.atomic import atomic_write_bytes, atomic_write_json
 
 
 class TestAtomicWrites(unittest.TestCase):

@@ -10,7 +10,7 @@ import unittest
 import nibabel as nib
 import numpy as np
 
-from aisam_monai.data.nifti_slabs import HISTOGRAM_BINS, NiftiSlabReader, NiftiSlabWriter, stream_percentiles
+from aisam_monai.io.nifti_slabs import HISTOGRAM_BINS, NiftiSlabReader, NiftiSlabWriter, stream_percentiles
 from aisam_monai.transforms import inference_transforms
 
 AFFINE = np.array([[0.0, -1.2, 0.0, 10.0], [1.3, 0.0, 0.0, -5.0], [0.0, 0.0, 5.0, 2.0], [0.0, 0.0, 0.0, 1.0]])

@@ -8,9 +8,9 @@ from parameterized import parameterized
 
 from aisam_monai.losses import AISAMLoss
 from aisam_monai.networks import AISAM, combine_class_masks
-from aisam_monai.networks.prompts import box_masks, grid_index_to_pixel
-from aisam_monai.networks.reference import reference_forward
+from aisam_monai.networks.prompt_tokens import box_masks, grid_index_to_pixel
 from aisam_monai.networks.sam_builder import SAM_CONFIGS
+from benchmarks.reference import reference_forward
 
 torch.set_num_threads(1)
 

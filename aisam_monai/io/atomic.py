@@ -1,0 +1,56 @@
+# Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
+"""Atomic file writing: every output file appears whole or not at all (a temporary file in the target folder, then
+``os.replace``), with the permissions a plain ``open()`` would give it."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+__all__ = ["atomic_write_bytes", "atomic_write_json"]
+
+
+def _default_file_mode() -> int:
+    """``0o666`` less the process umask: the mode ``open()`` would give a new file (``mkstemp`` gives ``0o600``)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def atomic_write_bytes(path: str | os.PathLike, write: Callable[[str], None], suffix: str = "") -> None:
+    """
+    Call ``write(tmp_path)`` on a temporary file in the target directory, then ``os.replace`` it; the file gets the
+    permissions a plain ``open()`` would give it (readable by the group and others under the usual umask).
+
+    Args:
+        path: the file to write (its folder is created when missing).
+        write: writes the content to the temporary path it is given.
+        suffix: ending of the temporary name after ``.tmp`` (e.g. ``.nii.gz``, for writers that pick the format
+            from the file name).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, _default_file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike, obj) -> None:
+    """Write ``obj`` as indented JSON atomically."""
+
+    def _write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2)
+            f.write("\n")
+
+    atomic_write_bytes(path, _write)

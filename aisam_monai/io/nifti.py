@@ -1,0 +1,57 @@
+# Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
+"""NIfTI files: atomic writing, lazy opening and checking of 3D input volumes, and the case name of a file."""
+
+from __future__ import annotations
+
+import os
+
+import nibabel as nib
+import numpy as np
+
+from aisam_monai.io.atomic import atomic_write_bytes
+from aisam_monai.io.errors import reported
+
+__all__ = ["write_nifti", "open_volume", "check_volume_file", "case_stem"]
+
+
+def write_nifti(path: str | os.PathLike, array: np.ndarray, affine: np.ndarray) -> None:
+    """Write ``array`` (X, Y, Z) with ``affine`` as NIfTI-1 (sform and qform set), atomically."""
+    img = nib.Nifti1Image(array, affine)
+    img.set_sform(affine, code=1)
+    img.set_qform(affine, code=1)
+    atomic_write_bytes(path, lambda tmp: nib.save(img, tmp), suffix=".nii.gz")
+
+
+def open_volume(path: str | os.PathLike) -> nib.Nifti1Image:
+    """
+    Open a 3D NIfTI lazily (the file kept open: forward seeks in a gzip stream are cheap), a trailing 4th axis of
+    one volume accepted.
+
+    Raises:
+        FileNotFoundError, ValueError: missing file, unreadable file, not a 3D volume (one line naming the file).
+    """
+    path = str(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: input image not found.")
+    try:
+        img = nib.load(path, keep_file_open=True)
+    except Exception as e:  # nibabel raises many types for unreadable files
+        raise ValueError(f"{path}: not a readable NIfTI image ({type(e).__name__}).") from e
+    shape = img.shape
+    if not (len(shape) == 3 or (len(shape) == 4 and shape[3] == 1)):
+        raise ValueError(f"{path}: expected a 3D volume (H, W, D), got shape {tuple(shape)}.")
+    return img
+
+
+def check_volume_file(path: str) -> None:
+    """Raise one line (logged too) unless ``path`` is a readable 3D image (a trailing singleton 4th axis is fine)."""
+    try:
+        open_volume(path)
+    except (FileNotFoundError, ValueError) as e:
+        raise reported(e) from e
+
+
+def case_stem(path: str | os.PathLike) -> str:
+    """Case name of an image file: its base name without ``.nii.gz`` (or its one extension)."""
+    base = os.path.basename(str(path))
+    return base[: -len(".nii.gz")] if base.endswith(".nii.gz") else os.path.splitext(base)[0]
