@@ -22,10 +22,12 @@ __all__ = [
     "SYNAPSE_TRAIN",
     "SYNAPSE_TEST",
     "DEFAULT_SPACING",
+    "CT_WINDOW",
     "detect_form",
     "find_btcv",
     "find_transunet",
     "find_cases",
+    "default_split",
     "synapse_meta",
 ]
 
