@@ -7,7 +7,14 @@ from .classifier import ClassPresenceClassifier
 from .lora import LoRAQKV, apply_lora
 from .mask_decoding import decode_masks
 from .prompter_transformer import PrompterTransformer
-from .sam_builder import PIXEL_NORMALIZATIONS, SAM_CONFIGS, CheckpointError, build_sam, count_parameters, load_sam_checkpoint
+from .sam_builder import (
+    PIXEL_NORMALIZATIONS,
+    SAM_CONFIGS,
+    CheckpointError,
+    build_sam,
+    count_parameters,
+    load_sam_checkpoint,
+)
 
 __all__ = [
     "AISAM",
