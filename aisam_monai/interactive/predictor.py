@@ -21,10 +21,10 @@ from monai.data import MetaTensor
 from monai.utils import convert_to_tensor, optional_import
 
 from aisam_monai.handlers import check_checkpoint
-from aisam_monai.interactive.coordinates import box_mask, box_to_model, model_to_pixel, pixel_to_model, resize_logits
 from aisam_monai.networks import AISAM, class_gate, combine_class_masks
 from aisam_monai.networks.ai_prompter import BOX_FILL
-from aisam_monai.transforms import SAM_PIXEL_MEAN, SAM_PIXEL_STD, inference_transforms
+from aisam_monai.transforms import inference_transforms, to_model_input
+from aisam_monai.transforms.slice_geometry import box_mask, box_to_model, model_to_pixel, pixel_to_model, resize_logits
 from aisam_monai.workflows import check_volume_file
 
 tqdm, _ = optional_import("tqdm", name="tqdm")
@@ -577,12 +577,8 @@ class AISAMPredictor:
 
     def _model_input(self, zs: list[int]) -> torch.Tensor:
         """Slices ``zs`` -> normalised model input ``(B, 3, S, S)`` on the device."""
-        s = self.model.image_size
-        x = self._volume[..., zs].permute(2, 0, 1).unsqueeze(1).to(self.device)
-        x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False).expand(-1, 3, -1, -1)
-        if self.normalize:
-            x = (x - x.new_tensor(SAM_PIXEL_MEAN).view(1, 3, 1, 1)) / x.new_tensor(SAM_PIXEL_STD).view(1, 3, 1, 1)
-        return x
+        slices = self._volume[..., zs].permute(2, 0, 1).unsqueeze(1).to(self.device)
+        return to_model_input(slices, self.model.image_size, self.normalize)
 
     def _embed(self, zs: list[int]) -> torch.Tensor:
         """Embeddings ``(B, D, h, w)`` of slices ``zs``, encoding the uncached ones in one call."""
@@ -690,9 +686,8 @@ class AISAMPredictor:
     def _finish(self, z: int, out: dict, j: int, pixel_boxes: torch.Tensor | None) -> SlicePrediction:
         """Slice ``z``'s prediction from entry ``j`` of a decoder output, on the slice's pixel grid."""
         h, w, _ = self.shape
-        logits = resize_logits(out["logits"][j : j + 1], (h, w)).cpu()  # (1, C, H, W)
-        if pixel_boxes is not None:
-            logits = logits.masked_fill(~box_mask(pixel_boxes[None], (h, w)), BOX_FILL)
+        logits = out["logits"][j : j + 1].cpu()  # (1, C, h, w) on the mask grid
+        inside = None if pixel_boxes is None else box_mask(pixel_boxes[None], (h, w))  # (1, C, H, W)
         class_logits = out.get("class_logits")
         gate = "hard" if self.mode == "generalized" else "none"
         class_logits = None if class_logits is None else class_logits[j : j + 1].cpu()
@@ -701,9 +696,12 @@ class AISAMPredictor:
             present[c] = flag
         present[0] = True
         if self.mode == "generalized":
-            labels = combine_class_masks(logits, class_labels=present[None].float())[0, 0]
+            labels = combine_class_masks(logits, class_labels=present[None].float(), size=(h, w), allowed=inside)[0, 0]
             masks = F.one_hot(labels, self.num_classes).permute(2, 0, 1).bool()
         else:
+            logits = resize_logits(logits, (h, w))
+            if inside is not None:
+                logits = logits.masked_fill(~inside, BOX_FILL)
             fg = (logits[0, 1:] > 0) & present[1:, None, None]
             labels = torch.where(fg.any(0), logits[0, 1:].masked_fill(~fg, float("-inf")).argmax(0) + 1, 0)
             masks = torch.cat([(labels == 0)[None], fg])

@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from aisam_monai.transforms.slice_geometry import resize_logits
+
 from .ai_prompter import BOX_FILL, AIPrompter
 from .lora import apply_lora
 from .mask_decoding import decode_masks
@@ -52,22 +54,36 @@ def combine_class_masks(
     gate: str = "hard",
     threshold: float = 0.5,
     class_labels: torch.Tensor | None = None,
+    size: tuple[int, int] | None = None,
+    allowed: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """
     Label map from class mask logits: ``argmax_c softmax_c(Z) * g_c`` (arXiv 2312.03119, combining the class masks).
 
+    With ``size``, the gated probabilities are resized bilinearly to the slice grid before the argmax
+    (:func:`~aisam_monai.transforms.slice_geometry.resize_logits`, classes innermost in memory: the resize and
+    argmax run about 3x faster on CPU), which gives smooth contours on the slice's own grid. This is the one
+    label path of the bundles' :class:`~aisam_monai.inferers.SliceVolumeInferer` and of the interactive
+    predictor's ``generalized`` decode path (docs/interactive.md).
+
     Args:
-        logits: ``(B, C, H, W)`` mask logits.
+        logits: ``(B, C, h, w)`` mask logits.
         class_logits: ``(B, C)`` presence logits or None.
         gate: ``"hard"`` (threshold, the test rule), ``"soft"`` (sigmoid) or ``"none"``.
         threshold: presence threshold of the hard gate.
         class_labels: ``(B, C)`` multi-hot replacing the classifier gate (gt-label mode).
+        size: ``(H, W)`` output grid; None keeps the mask grid ``(h, w)``.
+        allowed: optional ``(B, C, H, W)`` bool on the output grid: where each class may be (e.g. inside a box).
 
     Returns:
         ``(B, 1, H, W)`` int64 labels.
     """
     g = class_gate(class_logits, logits.shape[1], gate, threshold, class_labels).to(logits.device)
     probs = logits.float().softmax(1) * g[:, :, None, None]
+    if size is not None:
+        probs = resize_logits(probs.contiguous(memory_format=torch.channels_last), size)
+    if allowed is not None:
+        probs = probs.masked_fill(~allowed, 0.0)
     return probs.argmax(1, keepdim=True)
 
 

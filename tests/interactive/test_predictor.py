@@ -9,7 +9,7 @@ import torch
 from monai.data import MetaTensor
 
 from aisam_monai.interactive import AISAMPredictor, model_to_pixel, pixel_to_model, resize_logits
-from aisam_monai.networks import AISAM
+from aisam_monai.networks import AISAM, combine_class_masks
 from tests.interactive.tiny_model import CLASS_NAMES, SIZE, disks, trained_model
 
 H, W = 96, 160  # non-square, not the model size: x scales by 64/160, y by 64/96
@@ -177,8 +177,9 @@ class TestPredictorModes(unittest.TestCase):
         pred = self.predictor.predict()
         with torch.no_grad():
             out = self.model(self.predictor._model_input([0]))
-        logits = resize_logits(out["logits"], (48, 80))
-        torch.testing.assert_close(pred.labels, self.model.predict_labels({**out, "logits": logits})[0, 0])
+        # the gated probabilities are resized to the slice (the inferer's order, combine_class_masks with size)
+        expected = combine_class_masks(out["logits"], out["class_logits"], size=(48, 80))
+        torch.testing.assert_close(pred.labels, expected[0, 0])
         self.assertEqual(tuple(pred.masks.shape), (3, 48, 80))
         torch.testing.assert_close(pred.masks.long().argmax(0), pred.labels)
 

@@ -6,7 +6,7 @@ import unittest
 
 import torch
 
-from aisam_monai.interactive import box_mask, box_to_model, model_to_pixel, pixel_to_model, resize_logits
+from aisam_monai.transforms.slice_geometry import box_mask, box_to_model, model_to_pixel, pixel_to_model, resize_logits
 
 
 class TestPointMapping(unittest.TestCase):
