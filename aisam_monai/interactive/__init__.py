@@ -4,7 +4,8 @@
 
 from __future__ import annotations
 
-from aisam_monai.transforms.slice_geometry import box_mask, box_to_model, model_to_pixel, pixel_to_model, resize_logits
+from aisam_monai.networks.label_combination import resize_logits
+from aisam_monai.transforms.slice_geometry import box_mask, box_to_model, model_to_pixel, pixel_to_model
 
 from .edit_file import prompts_record, read_edits, slice_points_from_record
 from .edit_state import EDIT_OPS, EditState, PromptPoint, group_points, nearest_point

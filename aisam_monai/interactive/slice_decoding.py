@@ -4,7 +4,7 @@
 
 The two :data:`DECODE_PATHS` (docs/interactive.md, "Two ways to use edited points") and the per-slice results of
 :class:`~aisam_monai.interactive.AISAMPredictor`. Geometry and the label combination are the bundles' own
-(:mod:`aisam_monai.transforms.slice_geometry`, :func:`~aisam_monai.networks.combine_class_masks`), so an unedited
+(:mod:`aisam_monai.transforms.slice_geometry`, :mod:`aisam_monai.networks.label_combination`), so an unedited
 slice gets the labels of :class:`~aisam_monai.inferers.SliceVolumeInferer` voxel for voxel.
 """
 
@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from aisam_monai.interactive.edit_state import EditState, group_points
-from aisam_monai.networks import class_gate, combine_class_masks
+from aisam_monai.networks import class_gate, combine_class_masks, resize_logits
 from aisam_monai.networks.ai_prompter import BOX_FILL
-from aisam_monai.transforms.slice_geometry import box_mask, box_to_model, pixel_to_model, resize_logits
+from aisam_monai.transforms.slice_geometry import box_mask, box_to_model, pixel_to_model
 
 __all__ = ["DECODE_PATHS", "AutoResult", "SlicePrediction", "decoder_prompts", "point_mode", "slice_prediction"]
 

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from .ai_prompter import AIPrompter
-from .aisam import AISAM, AiSam, class_gate, combine_class_masks
+from .aisam import AISAM, AiSam
 from .classifier import ClassPresenceClassifier
+from .label_combination import GATES, class_gate, combine_class_masks, resize_logits
 from .lora import LoRAQKV, apply_lora
 from .mask_decoding import decode_masks
 from .prompter_transformer import PrompterTransformer
@@ -20,6 +21,8 @@ __all__ = [
     "decode_masks",
     "class_gate",
     "combine_class_masks",
+    "resize_logits",
+    "GATES",
     "SAM_CONFIGS",
     "CheckpointError",
     "build_sam",

@@ -21,7 +21,6 @@ from aisam_monai.transforms.slice_geometry import (
     box_to_model,
     model_to_pixel,
     pixel_to_model,
-    resize_logits,
     resize_to_model,
 )
 from aisam_monai.transforms.slicing import RandSliceSampled
@@ -38,7 +37,6 @@ __all__ = [
     "box_to_model",
     "model_to_pixel",
     "pixel_to_model",
-    "resize_logits",
     "resize_to_model",
     "RandSliceSampled",
     "RandRot90Flipd",

@@ -1,9 +1,10 @@
 # Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
 
-"""Geometry between a slice's own pixel grid and the square model grid: points, boxes, images and mask maps.
+"""Geometry between a slice's own pixel grid and the square model grid: points, boxes and images.
 
 The one home of this mapping: :class:`~aisam_monai.inferers.SliceVolumeInferer` (the bundles) and
-:class:`~aisam_monai.interactive.AISAMPredictor` (the ``aisam`` tool) both use it. See docs/interactive.md,
+:class:`~aisam_monai.interactive.AISAMPredictor` (the ``aisam`` tool) both use it; mask maps come back to the
+slice grid with the label combination (:func:`aisam_monai.networks.resize_logits`). See docs/interactive.md,
 "Coordinates".
 
 A slice of ``H x W`` pixels is resized to the model's ``S x S`` input without keeping the aspect ratio
@@ -19,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["box_mask", "box_to_model", "model_to_pixel", "pixel_to_model", "resize_logits", "resize_to_model"]
+__all__ = ["box_mask", "box_to_model", "model_to_pixel", "pixel_to_model", "resize_to_model"]
 
 
 def pixel_to_model(points: torch.Tensor, size: tuple[int, int], image_size: int) -> torch.Tensor:
@@ -75,11 +76,3 @@ def box_mask(boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def resize_to_model(slices: torch.Tensor, image_size: int) -> torch.Tensor:
     """Slices ``(B, C, H, W)`` -> ``(B, C, S, S)`` on the model grid (bilinear, ``align_corners=False``), float32."""
     return F.interpolate(slices.float(), size=(image_size, image_size), mode="bilinear", align_corners=False)
-
-
-def resize_logits(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """
-    Per-class maps on the decoder's mask grid ``(B, C, h, w)`` (logits or probabilities) -> ``(B, C, H, W)`` on
-    the slice grid (bilinear, ``align_corners=False``), float32; the memory format of ``maps`` is kept.
-    """
-    return F.interpolate(maps.float(), size=size, mode="bilinear", align_corners=False)
