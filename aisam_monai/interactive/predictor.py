@@ -23,7 +23,7 @@ from aisam_monai.interactive.slice_decoding import (
     AutoResult,
     SlicePrediction,
     decoder_prompts,
-    point_mode,
+    slice_point_mode,
     slice_prediction,
 )
 from aisam_monai.io.model_loading import LoadedModel, model_from_bundle, model_from_config
@@ -381,15 +381,16 @@ class AISAMPredictor:
                 if self.decode_path == "generalized":  # an unedited slice's result is the automatic output
                     unedited = [(j, chunk[i]) for j, i in enumerate(fresh) if self.edits.of(chunk[i]).is_empty()]
                     outputs.update({z: (out, j, None) for j, z in unedited})
-            modes = {i: point_mode(self.decode_path, self.edits, z) for i, z in enumerate(chunk) if z not in outputs}
-            for mode in ("generalized", "none"):
-                group = [i for i, m in modes.items() if m == mode]
+            todo = {
+                i: slice_point_mode(self.decode_path, self.edits, z) for i, z in enumerate(chunk) if z not in outputs
+            }
+            for point_mode in ("generalized", "none"):
+                group = [i for i, m in todo.items() if m == point_mode]
                 if not group:
                     continue
                 zs_group = [chunk[i] for i in group]
-                prompts, boxes = decoder_prompts(
-                    self.edits, zs_group, self._auto, mode, self.model.image_size, self.device
-                )
+                size = self.model.image_size
+                prompts, boxes = decoder_prompts(self.edits, zs_group, self._auto, point_mode, size, self.device)
                 with torch.no_grad():
                     out = self.model.decode(emb[group], **prompts)
                 outputs.update({z: (out, j, None if boxes is None else boxes[j]) for j, z in enumerate(zs_group)})

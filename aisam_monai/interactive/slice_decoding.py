@@ -22,7 +22,7 @@ from aisam_monai.networks import class_gate, combine_class_masks, resize_logits
 from aisam_monai.networks.ai_prompter import BOX_FILL
 from aisam_monai.transforms.slice_geometry import box_mask, box_to_model, pixel_to_model
 
-__all__ = ["DECODE_PATHS", "AutoResult", "SlicePrediction", "decoder_prompts", "point_mode", "slice_prediction"]
+__all__ = ["DECODE_PATHS", "AutoResult", "SlicePrediction", "decoder_prompts", "slice_point_mode", "slice_prediction"]
 
 DECODE_PATHS = ("generalized", "point")
 """How edited points reach the mask decoder. ``generalized`` (default): the model's generalized point tokens plus
@@ -33,12 +33,16 @@ points): every point, generated ones included, goes through SAM's ordinary point
 
 
 class AutoResult(NamedTuple):
-    """The model's automatic output for one slice, before edits."""
+    """
+    The model's automatic output for one slice, before edits.
+
+    Attributes:
+        points: ``(C, Np, 2)`` generated points ``(x, y)`` in slice pixels.
+        presence: ``(C,)`` classifier presence probabilities (1 for the background; all 1 without a classifier).
+    """
 
     points: torch.Tensor
-    """``(C, Np, 2)`` generated points ``(x, y)`` in slice pixels."""
     presence: torch.Tensor
-    """``(C,)`` classifier presence probabilities (1 for the background; all 1 without a classifier)."""
 
 
 @dataclass
@@ -56,7 +60,8 @@ class SlicePrediction:
         points: ``(C, K, 2)`` prompt points ``(x, y)`` grouped by class, padded.
         point_labels: ``(C, K)``: 1 positive, 0 negative, -1 padding (the layout of
             :func:`aisam_monai.visualize.plot_slices`).
-        point_ids: ``(C, K)`` ids for :meth:`AISAMPredictor.move_point` / ``delete_point``, -1 padding.
+        point_ids: ``(C, K)`` ids for :meth:`~aisam_monai.interactive.AISAMPredictor.move_point` /
+            ``delete_point``, -1 padding.
         point_generated: ``(C, K)`` True for the model's generated points.
     """
 
@@ -70,7 +75,7 @@ class SlicePrediction:
     point_generated: torch.Tensor
 
 
-def point_mode(decode_path: str, edits: EditState, slice_index: int) -> str:
+def slice_point_mode(decode_path: str, edits: EditState, slice_index: int) -> str:
     """
     The model's ``point_mode`` for a slice: ``"generalized"`` on that decode path until a generated point of the
     slice is moved or deleted, then (and always on the ``point`` path) ``"none"``: every point as a pixel point.
@@ -83,25 +88,25 @@ def decoder_prompts(
     edits: EditState,
     slices: list[int],
     auto: Mapping[int, AutoResult],
-    mode: str,
+    point_mode: str,
     image_size: int,
     device: torch.device | str = "cpu",
 ) -> tuple[dict, torch.Tensor | None]:
     """
-    Model-frame decoder arguments for the edited ``slices`` decoded with ``point_mode`` ``mode`` (generated points
-    included as pixel points only for ``"none"``), and their boxes in slice pixels ``(B, C, 4)`` (None without).
+    Model-frame decoder arguments for the edited ``slices`` decoded with ``point_mode`` (generated points included
+    as pixel points only for ``"none"``), and their boxes in slice pixels ``(B, C, 4)`` (None without).
 
     Args:
         edits: the edit state.
         slices: slice indices, the batch ``B``.
         auto: the automatic result of each slice (its generated points).
-        mode: ``"generalized"`` or ``"none"`` (see :func:`point_mode`).
+        point_mode: the model's ``"generalized"`` or ``"none"`` (see :func:`slice_point_mode`).
         image_size: model input side ``S``.
         device: where the model runs (the prompts are put there).
     """
     h, w, _ = edits.shape
     num_classes = edits.num_classes
-    keep = (lambda p: True) if mode == "none" else (lambda p: not p.generated)
+    keep = (lambda p: True) if point_mode == "none" else (lambda p: not p.generated)
     grouped = [
         group_points([(i, p) for i, p in edits.slice_points(z, auto[z].points) if keep(p)], num_classes) for z in slices
     ]
@@ -112,7 +117,7 @@ def decoder_prompts(
     for i, z in enumerate(slices):
         for c, box in edits.of(z).boxes.items():
             boxes[i, c] = torch.tensor(box)
-    prompts = {"point_mode": mode}
+    prompts = {"point_mode": point_mode}
     if bool((labels >= 0).any()):
         prompts["points"] = pixel_to_model(points, (h, w), image_size).to(device)
         prompts["point_labels"] = labels.to(device)

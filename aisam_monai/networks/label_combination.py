@@ -66,7 +66,7 @@ def combine_class_masks(
         class_logits: ``(B, C)`` presence logits or None.
         gate: ``"hard"`` (threshold, the test rule), ``"soft"`` (sigmoid) or ``"none"``.
         threshold: presence threshold of the hard gate.
-        class_labels: ``(B, C)`` multi-hot replacing the classifier gate (gt-label mode).
+        class_labels: ``(B, C)`` multi-hot replacing the classifier gate (the ``gt_label`` evaluation prompts).
         size: ``(H, W)`` output grid; None keeps the mask grid ``(h, w)``.
         allowed: optional ``(B, C, H, W)`` bool on the output grid: where each class may be (e.g. inside a box).
 
