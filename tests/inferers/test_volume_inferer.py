@@ -110,12 +110,13 @@ class TestSliceVolumeInferer(unittest.TestCase):
             ["gt_points_only", {"points", "point_labels", "point_mode"}],
         ]
     )
-    def test_eval_prompts_pass_prompts(self, mode, keys):
+    def test_eval_prompts_pass_prompts(self, eval_prompts, keys):
         vol = _blocky_volume()
         net = ThresholdNet()
-        SliceVolumeInferer(image_size=32, sw_batch_size=5, eval_prompts=mode)(vol, net, label=(vol > 0.5).long())
+        inferer = SliceVolumeInferer(image_size=32, sw_batch_size=5, eval_prompts=eval_prompts)
+        inferer(vol, net, label=(vol > 0.5).long())
         self.assertEqual(set(net.calls[0]) - {"batch"}, keys)
-        if mode == "gt_points_only":
+        if eval_prompts == "gt_points_only":
             self.assertEqual(net.calls[0]["point_mode"], "none")
             self.assertEqual(net.calls[0]["points"].shape, (5, 2, 4, 2))  # Np points per class
 
@@ -191,14 +192,14 @@ class TestEvalPromptsWithAISAM(unittest.TestCase):
     """Every kind of evaluation prompts runs end to end with the real (tiny, random) AISAM, not a stand-in."""
 
     @parameterized.expand([[m] for m in EVAL_PROMPTS])
-    def test_mode(self, mode):
+    def test_eval_prompts(self, eval_prompts):
         torch.manual_seed(0)
         model = AISAM(3, sam_type="tiny", image_size=64).eval()
         vol = torch.rand(1, 40, 36, 5)
         label = torch.zeros(1, 40, 36, 5, dtype=torch.long)
         label[:, 10:30, 8:20] = 1
         label[:, 14:22, 22:30, 1:4] = 2
-        inferer = SliceVolumeInferer(image_size=64, sw_batch_size=2, eval_prompts=mode, num_random_points=2)
+        inferer = SliceVolumeInferer(image_size=64, sw_batch_size=2, eval_prompts=eval_prompts, num_random_points=2)
         with torch.no_grad():
             out = inferer(vol, model, label=label if inferer.needs_label else None)
         self.assertEqual(out["pred"].shape, (1, 40, 36, 5))
