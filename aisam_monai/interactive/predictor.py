@@ -73,7 +73,7 @@ class AISAMPredictor:
         model: a trained AISAM (its ``image_size`` is the model grid ``S``).
         class_names: ``C`` names, background first (default ``class_0 ...``).
         intensity: mapping of raw intensities to [0, 1] as the bundle's preprocessing does
-            (:func:`aisam_monai.transforms.intensity_transform` spec), applied to whole volumes with the bundles'
+            (an :func:`aisam_monai.transforms.intensity_transform` entry), applied to whole volumes with the bundles'
             :func:`aisam_monai.transforms.inference_transforms`.
         normalize: SAM pixel mean/std normalisation of the [0, 1] slices (as the bundle's training).
         decode_path: one of :data:`DECODE_PATHS`.
