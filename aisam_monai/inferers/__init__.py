@@ -4,6 +4,6 @@
 from __future__ import annotations
 
 from aisam_monai.inferers.streaming import StreamingNiftiInferer
-from aisam_monai.inferers.volume_inferer import EVAL_MODES, SliceVolumeInferer
+from aisam_monai.inferers.volume_inferer import EVAL_PROMPTS, SliceVolumeInferer
 
-__all__ = ["EVAL_MODES", "SliceVolumeInferer", "StreamingNiftiInferer"]
+__all__ = ["EVAL_PROMPTS", "SliceVolumeInferer", "StreamingNiftiInferer"]

@@ -29,7 +29,8 @@ import torch
 import yaml
 
 from aisam_monai.interactive.edit_file import prompts_record, read_edits, slice_points_from_record
-from aisam_monai.interactive.predictor import MODES, AISAMPredictor
+from aisam_monai.interactive.predictor import AISAMPredictor
+from aisam_monai.interactive.slice_decoding import DECODE_PATHS
 from aisam_monai.io.atomic import atomic_write_json
 from aisam_monai.io.nifti import check_volume_file, write_nifti
 from aisam_monai.visualize import plot_slices
@@ -59,10 +60,12 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
         help="bundle config override, e.g. image_size=256 (repeatable)",
     )
     group.add_argument(
+        "--decode-path",
         "--mode",
-        choices=MODES,
+        dest="decode_path",
+        choices=DECODE_PATHS,
         default=None,
-        help="how edited points are used (default: generalized, or the edits file's mode)",
+        help="how edited points reach the decoder (default: generalized, or the edits file's mode)",
     )
     group.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     group.add_argument("--batch-size", type=int, default=8, help="slices per model call")
@@ -107,8 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _predictor(args: argparse.Namespace):
     kwargs = {"device": args.device, "batch_size": args.batch_size, "progress": not args.no_progress}
-    if args.mode is not None:
-        kwargs["mode"] = args.mode
+    if args.decode_path is not None:
+        kwargs["decode_path"] = args.decode_path
     if args.bundle:
         return AISAMPredictor.from_bundle(args.bundle, args.checkpoint, overrides=dict(args.override), **kwargs)
     if not args.checkpoint:
@@ -142,9 +145,9 @@ def _refine(args: argparse.Namespace) -> None:
         if previous.shape[:3] != expected[:3]:
             raise ValueError(f"{args.seg}: shape {previous.shape} differs from the input's {expected}.")
     predictor.set_volume(args.image)
-    mode, edits = read_edits(args.edits, predictor)
-    if mode is not None and args.mode is None:
-        predictor.mode = mode
+    decode_path, edits = read_edits(args.edits, predictor)
+    if decode_path is not None and args.decode_path is None:
+        predictor.decode_path = decode_path
     changed = predictor.apply_edits(edits)
     if previous is None:
         labels = predictor.predict_volume()

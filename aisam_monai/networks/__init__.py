@@ -5,8 +5,9 @@ decoding, LoRA, the sparse prompt tokens (:mod:`~aisam_monai.networks.prompt_tok
 from __future__ import annotations
 
 from .ai_prompter import AIPrompter
-from .aisam import AISAM, AiSam, class_gate, combine_class_masks
+from .aisam import AISAM, AiSam
 from .classifier import ClassPresenceClassifier
+from .label_combination import GATES, class_gate, combine_class_masks, resize_logits
 from .lora import LoRAQKV, apply_lora
 from .mask_decoding import decode_masks
 from .prompter_transformer import PrompterTransformer
@@ -30,6 +31,8 @@ __all__ = [
     "decode_masks",
     "class_gate",
     "combine_class_masks",
+    "resize_logits",
+    "GATES",
     "SAM_CONFIGS",
     "PIXEL_NORMALIZATIONS",
     "CheckpointError",

@@ -7,68 +7,17 @@ import torch
 from torch import nn
 
 from .ai_prompter import BOX_FILL, AIPrompter
+from .label_combination import combine_class_masks
 from .lora import apply_lora
 from .mask_decoding import decode_masks
 from .prompt_tokens import box_masks, generated_point_tokens, grid_index_to_pixel, user_point_tokens
 from .sam_builder import PIXEL_NORMALIZATIONS, SAM_CONFIGS, build_sam
 
-__all__ = ["AISAM", "combine_class_masks", "class_gate", "AiSam"]
+__all__ = ["AISAM", "AiSam"]
 
 # Prompter sizes per backbone: the reference's for the real SAMs, a small one for the tiny model.
 PROMPTER_SIZES = {"tiny": {"depth": 2, "num_heads": 2, "mlp_dim": 128}}
 DEFAULT_PROMPTER_SIZE = {"depth": 4, "num_heads": 8, "mlp_dim": 512}
-GATES = ("hard", "soft", "none")
-
-
-def class_gate(
-    class_logits: torch.Tensor | None,
-    num_classes: int,
-    gate: str = "hard",
-    threshold: float = 0.5,
-    class_labels: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """
-    Per-class gate ``g (B, C)`` with ``g_0 = 1`` (AI-SAM, arXiv 2312.03119, combining the class masks):
-    ``class_labels`` when given, else ``1[sigmoid > threshold]`` (``"hard"``), ``sigmoid`` (``"soft"``), or ones
-    (``"none"`` or no classifier).
-    """
-    if gate not in GATES:
-        raise ValueError(f"gate must be one of {GATES}, got {gate!r}.")
-    if class_labels is not None:
-        g = class_labels.float().clone()
-    elif class_logits is None or gate == "none":
-        return torch.ones(1, num_classes)
-    else:
-        g = torch.sigmoid(class_logits.float())
-        if gate == "hard":
-            g = (g > threshold).float()
-    g[:, 0] = 1.0
-    return g
-
-
-def combine_class_masks(
-    logits: torch.Tensor,
-    class_logits: torch.Tensor | None = None,
-    gate: str = "hard",
-    threshold: float = 0.5,
-    class_labels: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """
-    Label map from class mask logits: ``argmax_c softmax_c(Z) * g_c`` (arXiv 2312.03119, combining the class masks).
-
-    Args:
-        logits: ``(B, C, H, W)`` mask logits.
-        class_logits: ``(B, C)`` presence logits or None.
-        gate: ``"hard"`` (threshold, the test rule), ``"soft"`` (sigmoid) or ``"none"``.
-        threshold: presence threshold of the hard gate.
-        class_labels: ``(B, C)`` multi-hot replacing the classifier gate (gt-label mode).
-
-    Returns:
-        ``(B, 1, H, W)`` int64 labels.
-    """
-    g = class_gate(class_logits, logits.shape[1], gate, threshold, class_labels).to(logits.device)
-    probs = logits.float().softmax(1) * g[:, :, None, None]
-    return probs.argmax(1, keepdim=True)
 
 
 class AISAM(nn.Module):
@@ -264,7 +213,7 @@ class AISAM(nn.Module):
 
     @staticmethod
     def predict_labels(out: dict, gate: str = "hard", threshold: float = 0.5, class_labels: torch.Tensor | None = None):
-        """Label map ``(B, 1, 4h, 4w)`` from a forward output (see :func:`combine_class_masks`)."""
+        """Label map ``(B, 1, 4h, 4w)`` from a forward output (see :func:`~.label_combination.combine_class_masks`)."""
         if class_labels is None:
             class_labels = out.get("class_labels")
         return combine_class_masks(out["logits"], out.get("class_logits"), gate, threshold, class_labels)

@@ -12,7 +12,17 @@ from monai.transforms import MapTransform, NormalizeIntensityd
 from monai.transforms.utils_pytorch_numpy_unification import percentile
 from monai.utils import convert_to_tensor
 
-__all__ = ["SAM_PIXEL_MEAN", "SAM_PIXEL_STD", "INTENSITY_KINDS", "SAMNormalized", "ScaleToUnitd", "intensity_transform"]
+from aisam_monai.transforms.slice_geometry import resize_to_model
+
+__all__ = [
+    "SAM_PIXEL_MEAN",
+    "SAM_PIXEL_STD",
+    "INTENSITY_KINDS",
+    "SAMNormalized",
+    "ScaleToUnitd",
+    "intensity_transform",
+    "to_model_input",
+]
 
 SAM_PIXEL_MEAN = (123.675 / 255, 116.28 / 255, 103.53 / 255)
 SAM_PIXEL_STD = (58.395 / 255, 57.12 / 255, 57.375 / 255)
@@ -37,6 +47,28 @@ class SAMNormalized(NormalizeIntensityd):
             channel_wise=True,
             allow_missing_keys=allow_missing_keys,
         )
+
+
+def to_model_input(slices: torch.Tensor, image_size: int, normalize: bool = True) -> torch.Tensor:
+    """
+    Slices in [0, 1] -> the model's input: resized to ``S x S`` (:func:`~aisam_monai.transforms.slice_geometry.
+    resize_to_model`), grey replicated to 3 channels and, with ``normalize``, SAM's pixel mean/std applied (the
+    values of :class:`SAMNormalized`). The one slice-to-model path of the inferer and the interactive predictor.
+
+    Args:
+        slices: ``(B, 1, H, W)`` intensities in [0, 1].
+        image_size: model input side ``S``.
+        normalize: apply SAM's pixel mean/std.
+
+    Returns:
+        ``(B, 3, S, S)`` float32.
+    """
+    if slices.ndim != 4 or slices.shape[1] != 1:
+        raise ValueError(f"slices must have shape (B, 1, H, W), got {tuple(slices.shape)}.")
+    x = resize_to_model(slices, image_size).expand(-1, 3, -1, -1)
+    if normalize:
+        x = (x - x.new_tensor(SAM_PIXEL_MEAN).view(1, 3, 1, 1)) / x.new_tensor(SAM_PIXEL_STD).view(1, 3, 1, 1)
+    return x
 
 
 class ScaleToUnitd(MapTransform):

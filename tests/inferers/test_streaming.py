@@ -82,7 +82,7 @@ class TestStreamingNiftiInferer(unittest.TestCase):
 
     def test_label_modes_are_refused(self):
         with self.assertRaises(ValueError):
-            StreamingNiftiInferer(SliceVolumeInferer(image_size=64, eval_mode="gt_box"), INTENSITY)
+            StreamingNiftiInferer(SliceVolumeInferer(image_size=64, eval_prompts="gt_box"), INTENSITY)
 
 
 if __name__ == "__main__":
