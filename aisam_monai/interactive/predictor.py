@@ -265,6 +265,21 @@ class AISAMPredictor:
             state = state["model"]
         model.load_state_dict(state)
 
+    def fresh(self) -> AISAMPredictor:
+        """A new predictor with the same model (shared, not copied) and settings, and no input yet."""
+        return type(self)(
+            self.model,
+            class_names=self.class_names,
+            intensity=self.intensity,
+            normalize=self.normalize,
+            mode=self.mode,
+            threshold=self.threshold,
+            device=self.device,
+            batch_size=self.batch_size,
+            cache_size=self.cache_size,
+            progress=False,
+        )
+
     # ------------------------------------------------------------------------------------------ input
 
     @property
@@ -323,6 +338,10 @@ class AISAMPredictor:
         self._edits: dict[int, _SliceEdits] = {}
 
     # ------------------------------------------------------------------------------------------ prediction
+
+    def slice_image(self, slice_index: int | None = None) -> torch.Tensor:
+        """``(H, W)`` intensities of a slice mapped to [0, 1] (the model's input before resizing)."""
+        return self._volume[..., self._slice(slice_index)]
 
     def predict(self, slice_index: int | None = None) -> SlicePrediction:
         """The current result of one slice (automatic plus this slice's edits)."""
