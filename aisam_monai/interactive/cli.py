@@ -8,6 +8,7 @@
     aisam refine IN.nii.gz --bundle bundles/acdc [--checkpoint model.pt] --edits edits.json --out OUT.nii.gz
                  [--seg OUT.nii.gz] [--points-out refined_points.json]
     aisam show IN.nii.gz --seg OUT.nii.gz [--points points.json] [--slices 3 5 7] --out fig.png
+    aisam serve --root FOLDER --bundle bundles/acdc [--checkpoint model.pt] [--port 8765] [--out-dir DIR]
 
 The model comes from a bundle folder (``--bundle``) or a config file of AISAM arguments or a bundle config
 (``--config``), with ``--checkpoint``. Segmentations are written as uint8 NIfTI with the input's shape and affine;
@@ -105,6 +106,23 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--slices", type=int, nargs="+", help="slice indices (default: up to 4 with foreground)")
     show.add_argument("--class-names", nargs="+", help="class names, background first (default: from --points)")
     show.add_argument("--out", required=True, help="output figure (.png, .pdf, .svg)")
+
+    serve = sub.add_parser(
+        "serve",
+        help="browser editor: open volumes, correct the segmentation by clicking, save (needs the serve extra)",
+        description="Start the browser editor on a folder of NIfTI volumes and print its URL. Every edit updates "
+        "the slice from the cached image embedding; Save writes IMAGE_seg.nii.gz (uint8, the input's shape and "
+        "affine) and IMAGE_edits.json, an edits file that `aisam refine` reproduces exactly. See docs/editor.md.",
+    )
+    serve.add_argument("--root", required=True, help="folder of NIfTI volumes; only files under it can be opened")
+    _model_arguments(serve)
+    serve.add_argument("--out-dir", help="where Save writes (default: beside each input volume)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine)")
+    serve.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    serve.add_argument(
+        "--token", help="secret that every request must carry; required when --host is not a loopback address"
+    )
+    serve.add_argument("--max-size-mb", type=float, default=2048, help="largest volume file opened (default 2048)")
     return parser
 
 
@@ -224,11 +242,39 @@ def _show(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}")
 
 
+def _serve(args: argparse.Namespace) -> None:
+    if args.host not in LOOPBACK and not args.token:
+        raise ValueError(f"--host {args.host} is reachable from other machines: give --token.")
+    if not os.path.isdir(args.root):
+        raise FileNotFoundError(f"{args.root}: --root is not a folder.")
+    try:
+        import uvicorn
+
+        from aisam_monai.serve import create_app
+    except ImportError as e:
+        raise ValueError(f'the editor needs the serve extra: pip install -e ".[serve]" ({e}).') from None
+    base = _predictor(args)
+    app = create_app(
+        base.fresh,
+        args.root,
+        out_dir=args.out_dir,
+        token=args.token,
+        max_bytes=int(args.max_size_mb * (1 << 20)),
+        batch_size=args.batch_size,
+    )
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"aisam editor: http://{host}:{args.port}/" + (f"?token={args.token}" if args.token else ""), flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``aisam`` console script; returns the exit status (2 with a one-line error)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    command = {"segment": _segment, "refine": _refine, "show": _show}[args.command]
+    command = {"segment": _segment, "refine": _refine, "show": _show, "serve": _serve}[args.command]
     try:
         command(args)
     except (FileNotFoundError, ValueError) as e:

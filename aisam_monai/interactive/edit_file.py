@@ -39,7 +39,7 @@ from aisam_monai.interactive.predictor import AISAMPredictor
 from aisam_monai.interactive.slice_decoding import DECODE_PATHS
 from aisam_monai.io.points_record import points_record
 
-__all__ = ["read_edits", "prompts_record", "slice_points_from_record"]
+__all__ = ["read_edits", "translate_edit", "prompts_record", "slice_points_from_record"]
 
 _FIELDS = {
     "add_point": ({"slice", "class", "at"}, {"positive"}),
@@ -57,7 +57,7 @@ def _ij(value, what: str) -> tuple[float, float]:
     return float(value[0]), float(value[1])
 
 
-def _translate(edit: Mapping, predictor: AISAMPredictor) -> dict:
+def translate_edit(edit: Mapping, predictor: AISAMPredictor) -> dict:
     """One edit of the file -> keyword arguments of the predictor's edit method (``op`` included)."""
     op = edit.get("op")
     if op not in _FIELDS:
@@ -137,7 +137,7 @@ def read_edits(path: str, predictor: AISAMPredictor) -> tuple[str | None, list[d
         try:
             if not isinstance(edit, dict):
                 raise ValueError(f"expected an object, got {edit!r}.")
-            edits.append(_translate(edit, predictor))
+            edits.append(translate_edit(edit, predictor))
         except ValueError as e:
             raise ValueError(f"{path}: edit {n} ({edit.get('op') if isinstance(edit, dict) else '?'}): {e}") from e
     try:

@@ -156,6 +156,21 @@ class AISAMPredictor:
                 kwargs.setdefault(key, getattr(loaded, key))
         return cls(loaded.model, **kwargs)
 
+    def fresh(self) -> AISAMPredictor:
+        """A new predictor with the same model (shared, not copied) and settings, and no input yet."""
+        return type(self)(
+            self.model,
+            class_names=self.class_names,
+            intensity=self.intensity,
+            normalize=self.normalize,
+            decode_path=self.decode_path,
+            threshold=self.threshold,
+            device=self.device,
+            batch_size=self.batch_size,
+            cache_size=self.cache_size,
+            progress=False,
+        )
+
     # ------------------------------------------------------------------------------------------ input
 
     @property
@@ -219,6 +234,10 @@ class AISAMPredictor:
         self._edits = EditState(tuple(self._volume.shape), self.class_names, self.num_points)
 
     # ------------------------------------------------------------------------------------------ prediction
+
+    def slice_image(self, slice_index: int | None = None) -> torch.Tensor:
+        """``(H, W)`` intensities of a slice mapped to [0, 1] (the model's input before resizing)."""
+        return self._volume[..., self.edits.slice_index(slice_index)]
 
     def predict(self, slice_index: int | None = None) -> SlicePrediction:
         """The current result of one slice (automatic plus this slice's edits)."""
