@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
+from aisam_monai.inferers.click_inferer import ClickLabelInferer
 from aisam_monai.inferers.streaming import StreamingNiftiInferer
 from aisam_monai.inferers.volume_inferer import EVAL_MODES, SliceVolumeInferer
 
-__all__ = ["EVAL_MODES", "SliceVolumeInferer", "StreamingNiftiInferer"]
+__all__ = ["EVAL_MODES", "ClickLabelInferer", "SliceVolumeInferer", "StreamingNiftiInferer"]

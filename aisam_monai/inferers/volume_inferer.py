@@ -11,8 +11,8 @@ from monai.data import MetaTensor
 from monai.inferers import Inferer
 from monai.utils import optional_import
 
-from aisam_monai.networks import class_gate
-from aisam_monai.transforms.intensity import SAM_PIXEL_MEAN, SAM_PIXEL_STD
+from aisam_monai.networks import class_gate, class_probabilities
+from aisam_monai.transforms.intensity import sam_input
 from aisam_monai.transforms.label_prompts import class_presence, label_boxes, random_label_points
 
 tqdm, _ = optional_import("tqdm", name="tqdm")
@@ -26,7 +26,7 @@ boxes; ``one_hot_points``: ``onehot(argmax W)`` points (Table 3); ``gt_points_on
 per class replace the generated points (the prompt-quality test)."""
 
 _LABEL_MODES = ("gt_label", "random_points", "gt_box", "gt_points_only")
-_PROMPT_KEYS = ("points", "point_labels", "boxes", "class_labels")
+_PROMPT_KEYS = ("points", "point_labels", "boxes", "class_labels", "present")
 
 
 class SliceVolumeInferer(Inferer):
@@ -102,16 +102,6 @@ class SliceVolumeInferer(Inferer):
         """Whether the evaluation mode derives its prompts from the ground-truth label."""
         return self.eval_mode in _LABEL_MODES
 
-    def _to_model_frame(self, slices: torch.Tensor) -> torch.Tensor:
-        """``(k, 1, H, W)`` intensities in [0, 1] -> normalised model input ``(k, 3, S, S)``."""
-        s = self.image_size
-        x = F.interpolate(slices.float(), size=(s, s), mode="bilinear", align_corners=False).expand(-1, 3, -1, -1)
-        if self.normalize:
-            mean = x.new_tensor(SAM_PIXEL_MEAN).view(1, 3, 1, 1)
-            std = x.new_tensor(SAM_PIXEL_STD).view(1, 3, 1, 1)
-            x = (x - mean) / std
-        return x
-
     def _label_prompts(self, labels: torch.Tensor, num_classes: int, num_points: int, generator) -> dict:
         """Network keyword arguments of the evaluation mode from ``(k, 1, S, S)`` labels."""
         if self.eval_mode == "gt_label":
@@ -144,8 +134,9 @@ class SliceVolumeInferer(Inferer):
             x1, x2 = torch.floor(box[..., 1] * s / w), torch.ceil((box[..., 3] + 1) * s / w) - 1
             y1, y2 = torch.floor(box[..., 0] * s / h), torch.ceil((box[..., 2] + 1) * s / h) - 1
             kwargs["boxes"] = torch.where(no_box, -1.0, torch.stack([x1, y1, x2, y2], -1))
-        if prompts.get("class_labels") is not None:
-            kwargs["class_labels"] = torch.as_tensor(prompts["class_labels"])[index].to(device).float()
+        for key in ("class_labels", "present"):
+            if prompts.get(key) is not None:
+                kwargs[key] = torch.as_tensor(prompts[key])[index].to(device).float()
         return kwargs
 
     def __call__(  # type: ignore[override]
@@ -163,9 +154,10 @@ class SliceVolumeInferer(Inferer):
             label: ground truth of the same layout, needed by the label-driven evaluation modes.
             prompts: optional user prompts per slice (along ``spatial_dim``), in input voxel coordinates of the
                 slice (row, column): ``points (D, C, K, 2)`` with ``point_labels (D, C, K)`` (1/0/-1),
-                ``boxes (D, C, 4)`` inclusive ``(row1, col1, row2, col2)`` (all -1: no box), ``class_labels (D, C)``;
-                row and column are the first and second of the two in-plane axes (in input axis order).
-                They are added to those of the evaluation mode.
+                ``boxes (D, C, 4)`` inclusive ``(row1, col1, row2, col2)`` (all -1: no box), ``class_labels (D, C)``,
+                ``present (D, C)`` (1: the class is declared present on the slice, 0: absent, -1: the class gate
+                decides; the interactive predictor's rule for clicks); row and column are the first and second of
+                the two in-plane axes (in input axis order). They are added to those of the evaluation mode.
 
         Returns:
             ``pred`` (input layout, uint8 labels, a MetaTensor with the input's metadata when the input is one),
@@ -210,7 +202,7 @@ class SliceVolumeInferer(Inferer):
         starts = range(0, depth, self.sw_batch_size)
         for start in tqdm(starts, desc="slices", unit="batch") if self.progress else starts:
             index = slice(start, min(start + self.sw_batch_size, depth))
-            image = self._to_model_frame(volume[..., index].permute(2, 0, 1).unsqueeze(1))
+            image = sam_input(volume[..., index].permute(2, 0, 1).unsqueeze(1), self.image_size, self.normalize)
             kwargs = {}
             if gt is not None:  # label on the model grid (prompts) and the S/4 evaluation grid (the paper's protocol)
                 lab = gt[..., index].permute(2, 0, 1).unsqueeze(1).float()
@@ -228,20 +220,22 @@ class SliceVolumeInferer(Inferer):
                     user["points"] = torch.cat([kwargs["points"], user["points"]], 2)
                     user["point_labels"] = torch.cat([kwargs["point_labels"], user["point_labels"]], 2)
                 kwargs.update(user)
+            present = kwargs.pop("present", None)
             with torch.no_grad():  # the unwrapped module: DDP's forward would sync buffers across ranks per call
-                out = model(image, **kwargs)
+                out = model.decode(model.encode(image), **kwargs)  # AISAM.forward (subclasses may return a tensor)
             class_labels = kwargs.get("class_labels")
+            if present is not None:  # declared classes override the gate, per slice and class
+                g = class_gate(out.get("class_logits"), num_classes, self.gate, self.threshold, class_labels)
+                class_labels = torch.where(present >= 0, present.to(g), g.to(device))
             labels_low = model.predict_labels(out, gate=self.gate, threshold=self.threshold, class_labels=class_labels)
             pred_low[..., index] = labels_low[:, 0].permute(1, 2, 0).to(torch.uint8)
             if self.resample == "nearest":
                 back = F.interpolate(labels_low.float(), size=(h, w), mode="nearest-exact")[:, 0].long()
             else:
-                g = class_gate(out.get("class_logits"), num_classes, self.gate, self.threshold, class_labels)
-                p = out["logits"].float().softmax(1) * g.to(device)[:, :, None, None]
-                p = p.contiguous(
-                    memory_format=torch.channels_last
-                )  # classes innermost: 3x faster resize + argmax on CPU
-                back = F.interpolate(p, size=(h, w), mode="bilinear", align_corners=False).argmax(1)
+                logits, class_logits = out["logits"], out.get("class_logits")
+                back = class_probabilities(
+                    logits, class_logits, self.gate, self.threshold, class_labels, (h, w)
+                ).argmax(1)
             pred[..., index] = back.permute(1, 2, 0).to(torch.uint8)
             xy = out["points"].float()  # (k, C, Np, 2) model pixels
             rows = (xy[..., 1] + 0.5) * h / self.image_size - 0.5

@@ -25,7 +25,7 @@ from aisam_monai.io.checkpoint import check_checkpoint
 from aisam_monai.io.nifti import check_volume_file
 from aisam_monai.networks import AISAM, class_gate, combine_class_masks
 from aisam_monai.networks.ai_prompter import BOX_FILL
-from aisam_monai.transforms import SAM_PIXEL_MEAN, SAM_PIXEL_STD, inference_transforms
+from aisam_monai.transforms import inference_transforms, sam_input
 
 tqdm, _ = optional_import("tqdm", name="tqdm")
 
@@ -577,12 +577,8 @@ class AISAMPredictor:
 
     def _model_input(self, zs: list[int]) -> torch.Tensor:
         """Slices ``zs`` -> normalised model input ``(B, 3, S, S)`` on the device."""
-        s = self.model.image_size
         x = self._volume[..., zs].permute(2, 0, 1).unsqueeze(1).to(self.device)
-        x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False).expand(-1, 3, -1, -1)
-        if self.normalize:
-            x = (x - x.new_tensor(SAM_PIXEL_MEAN).view(1, 3, 1, 1)) / x.new_tensor(SAM_PIXEL_STD).view(1, 3, 1, 1)
-        return x
+        return sam_input(x, self.model.image_size, self.normalize)
 
     def _embed(self, zs: list[int]) -> torch.Tensor:
         """Embeddings ``(B, D, h, w)`` of slices ``zs``, encoding the uncached ones in one call."""

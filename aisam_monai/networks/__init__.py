@@ -5,16 +5,25 @@ decoding, LoRA, the sparse prompt tokens (:mod:`~aisam_monai.networks.prompt_tok
 from __future__ import annotations
 
 from .ai_prompter import AIPrompter
-from .aisam import AISAM, AiSam, class_gate, combine_class_masks
+from .aisam import AISAM, AiSam, class_gate, class_probabilities, combine_class_masks
 from .classifier import ClassPresenceClassifier
 from .lora import LoRAQKV, apply_lora
 from .mask_decoding import decode_masks
 from .prompter_transformer import PrompterTransformer
-from .sam_builder import SAM_CONFIGS, CheckpointError, build_sam, count_parameters, load_sam_checkpoint
+from .sam_builder import (
+    SAM_CHECKPOINT_FILES,
+    SAM_CONFIGS,
+    CheckpointError,
+    build_sam,
+    count_parameters,
+    load_sam_checkpoint,
+)
+from .volume_net import AISAMVolumeNet
 
 __all__ = [
     "AISAM",
     "AiSam",
+    "AISAMVolumeNet",
     "AIPrompter",
     "ClassPresenceClassifier",
     "PrompterTransformer",
@@ -23,7 +32,9 @@ __all__ = [
     "decode_masks",
     "class_gate",
     "combine_class_masks",
+    "class_probabilities",
     "SAM_CONFIGS",
+    "SAM_CHECKPOINT_FILES",
     "CheckpointError",
     "build_sam",
     "load_sam_checkpoint",

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .ai_prompter import BOX_FILL, AIPrompter
@@ -12,7 +13,7 @@ from .mask_decoding import decode_masks
 from .prompt_tokens import box_masks, generated_point_tokens, grid_index_to_pixel, user_point_tokens
 from .sam_builder import build_sam
 
-__all__ = ["AISAM", "combine_class_masks", "class_gate", "AiSam"]
+__all__ = ["AISAM", "combine_class_masks", "class_probabilities", "class_gate", "AiSam"]
 
 # Prompter sizes per backbone: the reference's for the real SAMs, a small one for the tiny model.
 PROMPTER_SIZES = {"tiny": {"depth": 2, "num_heads": 2, "mlp_dim": 128}}
@@ -46,6 +47,37 @@ def class_gate(
     return g
 
 
+def class_probabilities(
+    logits: torch.Tensor,
+    class_logits: torch.Tensor | None = None,
+    gate: str = "hard",
+    threshold: float = 0.5,
+    class_labels: torch.Tensor | None = None,
+    size: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """
+    Gated class probabilities ``softmax_c(Z) * g_c`` (arXiv 2312.03119, combining the class masks; ``g`` from
+    :func:`class_gate`), optionally resized (bilinear) to the slice grid ``size``: their argmax is the label map.
+
+    Args:
+        logits: ``(B, C, h, w)`` mask logits.
+        class_logits: ``(B, C)`` presence logits or None.
+        gate: ``"hard"``, ``"soft"`` or ``"none"`` (see :func:`class_gate`).
+        threshold: presence threshold of the hard gate.
+        class_labels: ``(B, C)`` gate replacing the classifier's.
+        size: ``(H, W)`` to resize to, or None to keep ``(h, w)``.
+
+    Returns:
+        ``(B, C, H, W)`` float32.
+    """
+    g = class_gate(class_logits, logits.shape[1], gate, threshold, class_labels).to(logits.device)
+    probs = logits.float().softmax(1) * g[:, :, None, None]
+    if size is None or tuple(size) == tuple(probs.shape[-2:]):
+        return probs
+    probs = probs.contiguous(memory_format=torch.channels_last)  # classes innermost: 3x faster resize on CPU
+    return F.interpolate(probs, size=tuple(size), mode="bilinear", align_corners=False)
+
+
 def combine_class_masks(
     logits: torch.Tensor,
     class_logits: torch.Tensor | None = None,
@@ -66,9 +98,7 @@ def combine_class_masks(
     Returns:
         ``(B, 1, H, W)`` int64 labels.
     """
-    g = class_gate(class_logits, logits.shape[1], gate, threshold, class_labels).to(logits.device)
-    probs = logits.float().softmax(1) * g[:, :, None, None]
-    return probs.argmax(1, keepdim=True)
+    return class_probabilities(logits, class_logits, gate, threshold, class_labels).argmax(1, keepdim=True)
 
 
 class AISAM(nn.Module):

@@ -17,7 +17,15 @@ from torch import nn
 
 from .encoder_attention import use_sdpa_encoder_attention
 
-__all__ = ["SAMConfig", "SAM_CONFIGS", "CheckpointError", "build_sam", "load_sam_checkpoint", "count_parameters"]
+__all__ = [
+    "SAMConfig",
+    "SAM_CONFIGS",
+    "SAM_CHECKPOINT_FILES",
+    "CheckpointError",
+    "build_sam",
+    "load_sam_checkpoint",
+    "count_parameters",
+]
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,13 @@ SAM_CONFIGS: dict[str, SAMConfig] = {
         patch_size=8,
     ),
 }
+
+SAM_CHECKPOINT_FILES: dict[str, str] = {
+    "vit_b": "sam_vit_b_01ec64.pth",
+    "vit_l": "sam_vit_l_0b3195.pth",
+    "vit_h": "sam_vit_h_4b8939.pth",
+}
+"""File names of the official SAM checkpoints (the bundles' ``large_files.yml`` downloads them to ``models/``)."""
 
 
 class CheckpointError(ValueError):

@@ -12,6 +12,7 @@ from aisam_monai.transforms.intensity import (
     SAMNormalized,
     ScaleToUnitd,
     intensity_transform,
+    sam_input,
 )
 from aisam_monai.transforms.label_promptsd import ClassPresenced, LabelBoxesd, RandLabelPointsd
 from aisam_monai.transforms.presets import eval_transforms, inference_transforms, train_transforms
@@ -24,6 +25,7 @@ __all__ = [
     "SAMNormalized",
     "ScaleToUnitd",
     "intensity_transform",
+    "sam_input",
     "RandSliceSampled",
     "RandRot90Flipd",
     "RandIntegerRotated",

@@ -6,17 +6,47 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 
 import torch
+import torch.nn.functional as F
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, NormalizeIntensityd
 from monai.transforms.utils_pytorch_numpy_unification import percentile
 from monai.utils import convert_to_tensor
 
-__all__ = ["SAM_PIXEL_MEAN", "SAM_PIXEL_STD", "INTENSITY_KINDS", "SAMNormalized", "ScaleToUnitd", "intensity_transform"]
+__all__ = [
+    "SAM_PIXEL_MEAN",
+    "SAM_PIXEL_STD",
+    "INTENSITY_KINDS",
+    "SAMNormalized",
+    "ScaleToUnitd",
+    "intensity_transform",
+    "sam_input",
+]
 
 SAM_PIXEL_MEAN = (123.675 / 255, 116.28 / 255, 103.53 / 255)
 SAM_PIXEL_STD = (58.395 / 255, 57.12 / 255, 57.375 / 255)
 INTENSITY_KINDS = ("per_volume", "ct_window", "range")
+
+
+def sam_input(slices: torch.Tensor, image_size: int, normalize: bool = True) -> torch.Tensor:
+    """
+    Slices to AI-SAM's input frame, as every inference path (volume inferer, interactive predictor, exported network)
+    sees it: bilinear resize to ``S x S`` (aspect ratio not kept), grey replicated to 3 channels and SAM's pixel
+    normalisation (:class:`SAMNormalized`).
+
+    Args:
+        slices: ``(k, 1, H, W)`` intensities in [0, 1].
+        image_size: the model input side ``S``.
+        normalize: apply SAM's pixel mean and std.
+
+    Returns:
+        ``(k, 3, S, S)`` float32.
+    """
+    x = F.interpolate(slices.float(), size=(image_size, image_size), mode="bilinear", align_corners=False)
+    x = x.expand(-1, 3, -1, -1)
+    if normalize:
+        x = (x - x.new_tensor(SAM_PIXEL_MEAN).view(1, 3, 1, 1)) / x.new_tensor(SAM_PIXEL_STD).view(1, 3, 1, 1)
+    return x
 
 
 class SAMNormalized(NormalizeIntensityd):

@@ -1,0 +1,68 @@
+# Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
+"""AI-SAM as a plain ``network(image) -> tensor`` module over 3D volumes, for tooling that calls a bundle's
+``network_def`` directly: the Model Zoo's ``verify_net_in_out`` and ``ckpt_export``, ONNX export, and MONAI
+Label's default inferer path."""
+
+from __future__ import annotations
+
+import torch
+
+from aisam_monai.transforms.intensity import sam_input
+
+from .aisam import AISAM, class_probabilities
+
+__all__ = ["AISAMVolumeNet"]
+
+
+class AISAMVolumeNet(AISAM):
+    """
+    :class:`AISAM` in its automatic mode (generated points, hard class gate) whose ``forward`` maps a volume to
+    class probabilities on the input grid. It has the parameters of :class:`AISAM` under the same names, so a
+    checkpoint trained with :class:`AISAM` loads into it unchanged. :meth:`AISAM.encode` and :meth:`AISAM.decode`
+    remain the prompt-taking path (used by :class:`~aisam_monai.inferers.SliceVolumeInferer`).
+
+    Each slice along the last axis goes through :func:`~aisam_monai.transforms.sam_input` (resize to ``S x S``,
+    3 channels, SAM normalisation), the model, and :func:`~aisam_monai.networks.class_probabilities` back to the
+    slice grid (bilinear), as :class:`~aisam_monai.inferers.SliceVolumeInferer` does with ``resample="bilinear"``:
+    the argmax of this output is that inferer's label volume.
+
+    Args:
+        slice_batch: slices per model call.
+        gate: class gate, ``"hard"``, ``"soft"`` or ``"none"``.
+        threshold: presence threshold of the hard gate.
+        args, kwargs: those of :class:`AISAM`.
+
+    Example::
+
+        >>> net = AISAMVolumeNet(num_classes=4, sam_type="tiny", image_size=64).eval()
+        >>> net(torch.rand(1, 1, 40, 32, 5)).shape
+        torch.Size([1, 4, 40, 32, 5])
+    """
+
+    def __init__(self, *args, slice_batch: int = 8, gate: str = "hard", threshold: float = 0.5, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.slice_batch = slice_batch
+        self.gate = gate
+        self.threshold = threshold
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        """
+        Args:
+            image: ``(B, 1, H, W, D)`` volumes, intensities in [0, 1] (the bundle's preprocessing), slices along D.
+
+        Returns:
+            ``(B, C, H, W, D)`` gated class probabilities (float32).
+        """
+        if image.ndim != 5 or image.shape[1] != 1:
+            raise ValueError(f"image must be (B, 1, H, W, D) single-channel volumes, got {tuple(image.shape)}.")
+        h, w, depth = image.shape[-3:]
+        volumes = []
+        for volume in image[:, 0]:  # (H, W, D)
+            parts = []
+            for start in range(0, depth, self.slice_batch):
+                slices = volume[..., start : start + self.slice_batch].permute(2, 0, 1).unsqueeze(1)
+                out = self.decode(self.encode(sam_input(slices, self.image_size)))
+                probs = class_probabilities(out["logits"], out["class_logits"], self.gate, self.threshold, size=(h, w))
+                parts.append(probs)
+            volumes.append(torch.cat(parts).permute(1, 2, 3, 0))  # (C, H, W, D)
+        return torch.stack(volumes)
