@@ -60,6 +60,6 @@ def infer_tasks(model_dir: str, conf: dict) -> dict:
     """
     tasks = {}
     for name, path in served_bundles(model_dir).items():
-        tasks[name] = AISAMInferTask(path, conf, type="deepedit", deepedit=True)
+        tasks[name] = AISAMInferTask(path, conf, type="deepedit")
         tasks[f"{name}_seg"] = AISAMInferTask(path, conf, type="segmentation")
     return tasks
