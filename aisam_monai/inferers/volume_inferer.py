@@ -222,7 +222,7 @@ class SliceVolumeInferer(Inferer):
                 kwargs.update(user)
             present = kwargs.pop("present", None)
             with torch.no_grad():  # the unwrapped module: DDP's forward would sync buffers across ranks per call
-                out = model.decode(model.encode(image), **kwargs)  # AISAM.forward (subclasses may return a tensor)
+                out = model(image, **kwargs)
             class_labels = kwargs.get("class_labels")
             if present is not None:  # declared classes override the gate, per slice and class
                 g = class_gate(out.get("class_logits"), num_classes, self.gate, self.threshold, class_labels)

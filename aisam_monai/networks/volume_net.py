@@ -16,10 +16,11 @@ __all__ = ["AISAMVolumeNet"]
 
 class AISAMVolumeNet(AISAM):
     """
-    :class:`AISAM` in its automatic mode (generated points, hard class gate) whose ``forward`` maps a volume to
-    class probabilities on the input grid. It has the parameters of :class:`AISAM` under the same names, so a
-    checkpoint trained with :class:`AISAM` loads into it unchanged. :meth:`AISAM.encode` and :meth:`AISAM.decode`
-    remain the prompt-taking path (used by :class:`~aisam_monai.inferers.SliceVolumeInferer`).
+    :class:`AISAM` whose ``forward`` maps a volume ``(B, 1, H, W, D)`` to the class probabilities of the automatic
+    mode (generated points, hard class gate) on the input grid; a batch of model-frame slices ``(B, 3, S, S)`` still
+    takes :meth:`AISAM.forward` (prompts, dict output), so every AI-SAM consumer (the slice-wise inferers, the
+    interactive predictor) works with it unchanged. It has the parameters of :class:`AISAM` under the same names:
+    a checkpoint trained with :class:`AISAM` loads into it as is.
 
     Each slice along the last axis goes through :func:`~aisam_monai.transforms.sam_input` (resize to ``S x S``,
     3 channels, SAM normalisation), the model, and :func:`~aisam_monai.networks.class_probabilities` back to the
@@ -45,16 +46,23 @@ class AISAMVolumeNet(AISAM):
         self.gate = gate
         self.threshold = threshold
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, image: torch.Tensor, **prompts):  # type: ignore[override]
         """
         Args:
-            image: ``(B, 1, H, W, D)`` volumes, intensities in [0, 1] (the bundle's preprocessing), slices along D.
+            image: ``(B, 1, H, W, D)`` volumes, intensities in [0, 1] (the bundle's preprocessing), slices along D;
+                or ``(B, 3, S, S)`` normalised slices, with the ``prompts`` of :meth:`AISAM.forward`.
 
         Returns:
-            ``(B, C, H, W, D)`` gated class probabilities (float32).
+            ``(B, C, H, W, D)`` gated class probabilities (float32) for volumes; :meth:`AISAM.forward`'s dict for
+            slices.
         """
-        if image.ndim != 5 or image.shape[1] != 1:
-            raise ValueError(f"image must be (B, 1, H, W, D) single-channel volumes, got {tuple(image.shape)}.")
+        if image.ndim == 4:
+            return super().forward(image, **prompts)
+        if image.ndim != 5 or image.shape[1] != 1 or prompts:
+            raise ValueError(
+                f"image must be (B, 1, H, W, D) single-channel volumes (no prompts; clicks go through "
+                f"ClickLabelInferer) or (B, 3, S, S) slices, got {tuple(image.shape)} and prompts {sorted(prompts)}."
+            )
         h, w, depth = image.shape[-3:]
         volumes = []
         for volume in image[:, 0]:  # (H, W, D)
