@@ -5,7 +5,7 @@ first prediction of the slice (image encoder included).
 
 For every backbone x image size: ``set_image`` on one slice, the first ``predict()`` (encoder + prompter +
 decoder + mapping to the slice grid), then the median latency of one edit (moving a positive click of class 1,
-which reruns only the prompter and decoder) in both predictor modes. Random weights; the slice is noise of
+which reruns only the prompter and decoder) on both predictor decode paths. Random weights; the slice is noise of
 ``--slice-size`` pixels.
 
     python -m benchmarks.bench_interactive_edit                    # CPU: tiny@256, vit_b@256, vit_b@1024
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from aisam_monai.interactive import MODES, AISAMPredictor
+from aisam_monai.interactive import DECODE_PATHS, AISAMPredictor
 from aisam_monai.networks import AISAM
 from benchmarks._common import add_common_arguments, environment, print_table, setup, synchronize, time_call, write_json
 
@@ -55,8 +55,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         sam_type, size = entry.split(":")
         torch.manual_seed(0)
         model = AISAM(args.classes, sam_type=sam_type, image_size=int(size)).to(device)
-        for mode in MODES:
-            predictor = AISAMPredictor(model, mode=mode, device=device, progress=False)
+        for decode_path in DECODE_PATHS:
+            predictor = AISAMPredictor(model, decode_path=decode_path, device=device, progress=False)
             predictor.set_image(rng.random((h, w)).astype(np.float32))
             start = time.perf_counter()
             predictor.predict()
@@ -76,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                     "sam_type": sam_type,
                     "image_size": int(size),
                     "num_classes": args.classes,
-                    "mode": mode,
+                    "decode_path": decode_path,
                     "first_predict_s": first,
                     "edit_ms": 1e3 * seconds,
                     "speedup": first / seconds,
@@ -85,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         del model
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    columns = ["sam_type", "image_size", "num_classes", "mode", "first_predict_s", "edit_ms", "speedup"]
+    columns = ["sam_type", "image_size", "num_classes", "decode_path", "first_predict_s", "edit_ms", "speedup"]
     print_table(rows, columns, f"one edit with a cached embedding, slice {h}x{w} (median of {args.repeats})")
     record = {"benchmark": "interactive_edit", "env": environment(device), "slice_size": [h, w], "rows": rows}
     write_json(args.out, record)

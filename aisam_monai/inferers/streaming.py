@@ -31,7 +31,7 @@ class StreamingNiftiInferer:
     axis holds the input once and the labels (one byte per voxel) in memory (see :mod:`aisam_monai.io.nifti_slabs`).
 
     Args:
-        inferer: the slice inferer applied to each slab; its ``eval_mode`` must not need a label.
+        inferer: the slice inferer applied to each slab; its ``eval_prompts`` must not need a label.
         intensity: the datalist's ``intensity`` entry (the mapping used in training).
         slab_slices: slices per slab, rounded up to a multiple of ``inferer.sw_batch_size`` (so the forward
             batches are those of the whole-volume path).
@@ -50,7 +50,9 @@ class StreamingNiftiInferer:
         self, inferer: SliceVolumeInferer, intensity: Mapping, slab_slices: int = 32, progress: bool = False
     ) -> None:
         if inferer.needs_label:
-            raise ValueError(f"eval_mode {inferer.eval_mode!r} needs a label; stream only 'auto' or 'one_hot_points'.")
+            raise ValueError(
+                f"eval_prompts {inferer.eval_prompts!r} needs a label; stream only 'auto' or 'one_hot_points'."
+            )
         self.inferer = inferer
         self.intensity = dict(intensity)
         step = inferer.sw_batch_size

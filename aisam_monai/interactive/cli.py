@@ -8,6 +8,7 @@
     aisam refine IN.nii.gz --bundle bundles/acdc [--checkpoint model.pt] --edits edits.json --out OUT.nii.gz
                  [--seg OUT.nii.gz] [--points-out refined_points.json]
     aisam show IN.nii.gz --seg OUT.nii.gz [--points points.json] [--slices 3 5 7] --out fig.png
+    aisam serve --root FOLDER --bundle bundles/acdc [--checkpoint model.pt] [--port 8765] [--out-dir DIR]
 
 The model comes from a bundle folder (``--bundle``) or a config file of AISAM arguments or a bundle config
 (``--config``), with ``--checkpoint``. Segmentations are written as uint8 NIfTI with the input's shape and affine;
@@ -29,7 +30,8 @@ import torch
 import yaml
 
 from aisam_monai.interactive.edit_file import prompts_record, read_edits, slice_points_from_record
-from aisam_monai.interactive.predictor import MODES, AISAMPredictor
+from aisam_monai.interactive.predictor import AISAMPredictor
+from aisam_monai.interactive.slice_decoding import DECODE_PATHS
 from aisam_monai.io.atomic import atomic_write_json
 from aisam_monai.io.nifti import check_volume_file, write_nifti
 from aisam_monai.visualize import plot_slices
@@ -59,10 +61,12 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
         help="bundle config override, e.g. image_size=256 (repeatable)",
     )
     group.add_argument(
+        "--decode-path",
         "--mode",
-        choices=MODES,
+        dest="decode_path",
+        choices=DECODE_PATHS,
         default=None,
-        help="how edited points are used (default: generalized, or the edits file's mode)",
+        help="how edited points reach the decoder (default: generalized, or the edits file's mode)",
     )
     group.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     group.add_argument("--batch-size", type=int, default=8, help="slices per model call")
@@ -102,13 +106,30 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--slices", type=int, nargs="+", help="slice indices (default: up to 4 with foreground)")
     show.add_argument("--class-names", nargs="+", help="class names, background first (default: from --points)")
     show.add_argument("--out", required=True, help="output figure (.png, .pdf, .svg)")
+
+    serve = sub.add_parser(
+        "serve",
+        help="browser editor: open volumes, correct the segmentation by clicking, save (needs the serve extra)",
+        description="Start the browser editor on a folder of NIfTI volumes and print its URL. Every edit updates "
+        "the slice from the cached image embedding; Save writes IMAGE_seg.nii.gz (uint8, the input's shape and "
+        "affine) and IMAGE_edits.json, an edits file that `aisam refine` reproduces exactly. See docs/editor.md.",
+    )
+    serve.add_argument("--root", required=True, help="folder of NIfTI volumes; only files under it can be opened")
+    _model_arguments(serve)
+    serve.add_argument("--out-dir", help="where Save writes (default: beside each input volume)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine)")
+    serve.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    serve.add_argument(
+        "--token", help="secret that every request must carry; required when --host is not a loopback address"
+    )
+    serve.add_argument("--max-size-mb", type=float, default=2048, help="largest volume file opened (default 2048)")
     return parser
 
 
 def _predictor(args: argparse.Namespace):
     kwargs = {"device": args.device, "batch_size": args.batch_size, "progress": not args.no_progress}
-    if args.mode is not None:
-        kwargs["mode"] = args.mode
+    if args.decode_path is not None:
+        kwargs["decode_path"] = args.decode_path
     if args.bundle:
         return AISAMPredictor.from_bundle(args.bundle, args.checkpoint, overrides=dict(args.override), **kwargs)
     if not args.checkpoint:
@@ -142,9 +163,9 @@ def _refine(args: argparse.Namespace) -> None:
         if previous.shape[:3] != expected[:3]:
             raise ValueError(f"{args.seg}: shape {previous.shape} differs from the input's {expected}.")
     predictor.set_volume(args.image)
-    mode, edits = read_edits(args.edits, predictor)
-    if mode is not None and args.mode is None:
-        predictor.mode = mode
+    decode_path, edits = read_edits(args.edits, predictor)
+    if decode_path is not None and args.decode_path is None:
+        predictor.decode_path = decode_path
     changed = predictor.apply_edits(edits)
     if previous is None:
         labels = predictor.predict_volume()
@@ -221,11 +242,39 @@ def _show(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}")
 
 
+def _serve(args: argparse.Namespace) -> None:
+    if args.host not in LOOPBACK and not args.token:
+        raise ValueError(f"--host {args.host} is reachable from other machines: give --token.")
+    if not os.path.isdir(args.root):
+        raise FileNotFoundError(f"{args.root}: --root is not a folder.")
+    try:
+        import uvicorn
+
+        from aisam_monai.serve import create_app
+    except ImportError as e:
+        raise ValueError(f'the editor needs the serve extra: pip install -e ".[serve]" ({e}).') from None
+    base = _predictor(args)
+    app = create_app(
+        base.fresh,
+        args.root,
+        out_dir=args.out_dir,
+        token=args.token,
+        max_bytes=int(args.max_size_mb * (1 << 20)),
+        batch_size=args.batch_size,
+    )
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"aisam editor: http://{host}:{args.port}/" + (f"?token={args.token}" if args.token else ""), flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``aisam`` console script; returns the exit status (2 with a one-line error)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    command = {"segment": _segment, "refine": _refine, "show": _show}[args.command]
+    command = {"segment": _segment, "refine": _refine, "show": _show, "serve": _serve}[args.command]
     try:
         command(args)
     except (FileNotFoundError, ValueError) as e:

@@ -22,11 +22,13 @@ import torch
 import torch.nn.functional as F
 from monai.config import KeysCollection
 from monai.data import MetaTensor
+from monai.inferers import Inferer
 from monai.transforms import MapTransform
 
-from aisam_monai.interactive.predictor import PromptPoint, group_points
+from aisam_monai.inferers import SliceVolumeInferer
+from aisam_monai.interactive.edit_state import PromptPoint, group_points
 
-__all__ = ["CLICKS_META_KEY", "Clicksd", "parse_clicks", "volume_prompts"]
+__all__ = ["CLICKS_META_KEY", "ClickLabelInferer", "Clicksd", "parse_clicks", "volume_prompts"]
 
 CLICKS_META_KEY = "aisam_clicks"
 """Key of the image's metadata under which :class:`Clicksd` leaves the parsed clicks for the inferer."""
@@ -124,7 +126,7 @@ def volume_prompts(
 class Clicksd(MapTransform):
     """
     Read a MONAI Label request's clicks (:func:`parse_clicks`) from the data dict and attach them to the image's
-    metadata under :data:`CLICKS_META_KEY`, where :class:`~aisam_monai.inferers.ClickLabelInferer` finds them:
+    metadata under :data:`CLICKS_META_KEY`, where :class:`ClickLabelInferer` finds them:
     MONAI Label gives a bundle's inferer the image alone. Without clicks the entry is an empty list.
 
     Args:
@@ -147,3 +149,35 @@ class Clicksd(MapTransform):
             clicks = parse_clicks(d, self.class_names, image.shape[-3:], self.spatial_dim)
             image.meta[CLICKS_META_KEY] = clicks
         return d
+
+
+class ClickLabelInferer(Inferer):
+    """
+    The bundle inferer MONAI Label calls, ``inferer(image, network) -> label volume``: a
+    :class:`~aisam_monai.inferers.SliceVolumeInferer` whose prompts are the clicks :class:`Clicksd` attached to the
+    image's metadata (MONAI Label passes the image and nothing else). Without clicks the result is the automatic
+    segmentation; with clicks, the clicked slices are refined (:func:`volume_prompts`) and the others are unchanged.
+
+    Args:
+        inferer: the slice-wise volume inferer (its geometry, normalisation and label combination are used as is).
+    """
+
+    def __init__(self, inferer: SliceVolumeInferer) -> None:
+        super().__init__()
+        self.inferer = inferer
+
+    def __call__(self, inputs: torch.Tensor, network: torch.nn.Module) -> torch.Tensor:  # type: ignore[override]
+        """
+        Args:
+            inputs: ``(1, 1, H, W, D)`` volume in [0, 1] (a MetaTensor carrying the clicks, or a plain tensor).
+            network: the AI-SAM network (:class:`~aisam_monai.networks.AISAM` or a subclass).
+
+        Returns:
+            ``(1, 1, H, W, D)`` uint8 label volume on the input grid.
+        """
+        clicks = inputs.meta.get(CLICKS_META_KEY) if isinstance(inputs, MetaTensor) else None
+        prompts = None
+        if clicks:
+            model = network.module if isinstance(network, torch.nn.parallel.DistributedDataParallel) else network
+            prompts = volume_prompts(clicks, inputs.shape[-3:], model.num_classes, self.inferer.spatial_dim)
+        return self.inferer(inputs, network, prompts=prompts)["pred"]

@@ -8,7 +8,7 @@ it ``[i, j]`` (index along the first and second axis; the predictor's ``(x, y)``
 Edits file::
 
     {
-      "mode": "generalized",                      (optional: "generalized" or "point")
+      "mode": "generalized",                      (optional: the decode path, "generalized" or "point")
       "edits": [
         {"op": "add_point", "slice": 4, "class": "LV", "at": [60, 71], "positive": true},
         {"op": "move_point", "slice": 4, "class": "Myo", "index": 2, "to": [55, 80]},
@@ -34,10 +34,12 @@ from collections.abc import Mapping
 
 import torch
 
-from aisam_monai.interactive.predictor import MODES, AISAMPredictor, PromptPoint, group_points
+from aisam_monai.interactive.edit_state import PromptPoint, group_points
+from aisam_monai.interactive.predictor import AISAMPredictor
+from aisam_monai.interactive.slice_decoding import DECODE_PATHS
 from aisam_monai.io.points_record import points_record
 
-__all__ = ["read_edits", "prompts_record", "slice_points_from_record"]
+__all__ = ["read_edits", "translate_edit", "prompts_record", "slice_points_from_record"]
 
 _FIELDS = {
     "add_point": ({"slice", "class", "at"}, {"positive"}),
@@ -55,7 +57,7 @@ def _ij(value, what: str) -> tuple[float, float]:
     return float(value[0]), float(value[1])
 
 
-def _translate(edit: Mapping, predictor: AISAMPredictor) -> dict:
+def translate_edit(edit: Mapping, predictor: AISAMPredictor) -> dict:
     """One edit of the file -> keyword arguments of the predictor's edit method (``op`` included)."""
     op = edit.get("op")
     if op not in _FIELDS:
@@ -104,14 +106,15 @@ def read_edits(path: str, predictor: AISAMPredictor) -> tuple[str | None, list[d
     Read and check an edits file against the predictor's classes and the current input's shape.
 
     Returns:
-        the file's ``mode`` (None when absent) and the edits as arguments of
+        the file's ``mode``: the decode path (one of :data:`~aisam_monai.interactive.slice_decoding.DECODE_PATHS`,
+        None when absent), and the edits as arguments of
         :meth:`~aisam_monai.interactive.predictor.AISAMPredictor.apply_edits`.
 
     Raises:
         FileNotFoundError: missing file.
         ValueError: ``PATH: ...`` for invalid JSON, an unknown op or field, a class, slice or point index that does
-            not exist, or a point or box outside the image (the edits are tried on a scratch copy of the edit state,
-            so nothing is encoded).
+            not exist, or a point or box outside the image (the edits are tried on a copy of the predictor's
+            :class:`~aisam_monai.interactive.edit_state.EditState`, so nothing is encoded).
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: edits file not found.")
@@ -126,22 +129,22 @@ def read_edits(path: str, predictor: AISAMPredictor) -> tuple[str | None, list[d
         raise ValueError(f'{path}: expected {{"edits": [...]}} or a list of edits.')
     if set(content) - {"edits", "mode"}:
         raise ValueError(f"{path}: unexpected top-level keys {sorted(set(content) - {'edits', 'mode'})}.")
-    mode = content.get("mode")
-    if mode is not None and mode not in MODES:
-        raise ValueError(f"{path}: mode must be one of {MODES}, got {mode!r}.")
+    decode_path = content.get("mode")
+    if decode_path is not None and decode_path not in DECODE_PATHS:
+        raise ValueError(f"{path}: mode (the decode path) must be one of {DECODE_PATHS}, got {decode_path!r}.")
     edits = []
     for n, edit in enumerate(content["edits"]):
         try:
             if not isinstance(edit, dict):
                 raise ValueError(f"expected an object, got {edit!r}.")
-            edits.append(_translate(edit, predictor))
+            edits.append(translate_edit(edit, predictor))
         except ValueError as e:
             raise ValueError(f"{path}: edit {n} ({edit.get('op') if isinstance(edit, dict) else '?'}): {e}") from e
     try:
         predictor.check_edits(edits)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from e
-    return mode, edits
+    return decode_path, edits
 
 
 def prompts_record(predictor: AISAMPredictor, image: str, slices: list[int] | None = None) -> dict:

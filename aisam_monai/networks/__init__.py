@@ -5,12 +5,14 @@ decoding, LoRA, the sparse prompt tokens (:mod:`~aisam_monai.networks.prompt_tok
 from __future__ import annotations
 
 from .ai_prompter import AIPrompter
-from .aisam import AISAM, AiSam, class_gate, class_probabilities, combine_class_masks
+from .aisam import AISAM, AiSam
 from .classifier import ClassPresenceClassifier
+from .label_combination import GATES, class_gate, class_probabilities, combine_class_masks, resize_logits
 from .lora import LoRAQKV, apply_lora
 from .mask_decoding import decode_masks
 from .prompter_transformer import PrompterTransformer
 from .sam_builder import (
+    PIXEL_NORMALIZATIONS,
     SAM_CHECKPOINT_FILES,
     SAM_CONFIGS,
     CheckpointError,
@@ -18,12 +20,10 @@ from .sam_builder import (
     count_parameters,
     load_sam_checkpoint,
 )
-from .volume_net import AISAMVolumeNet
 
 __all__ = [
     "AISAM",
     "AiSam",
-    "AISAMVolumeNet",
     "AIPrompter",
     "ClassPresenceClassifier",
     "PrompterTransformer",
@@ -33,8 +33,11 @@ __all__ = [
     "class_gate",
     "combine_class_masks",
     "class_probabilities",
+    "resize_logits",
+    "GATES",
     "SAM_CONFIGS",
     "SAM_CHECKPOINT_FILES",
+    "PIXEL_NORMALIZATIONS",
     "CheckpointError",
     "build_sam",
     "load_sam_checkpoint",

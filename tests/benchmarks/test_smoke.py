@@ -11,7 +11,7 @@ import unittest
 
 import torch
 
-from benchmarks import bench_flops, bench_forward, bench_train_step, bench_volume
+from benchmarks import bench_editor, bench_flops, bench_forward, bench_train_step, bench_volume
 from benchmarks.reference import reference_forward
 
 torch.set_num_threads(1)
@@ -27,6 +27,11 @@ class TestBenchmarkSmoke(unittest.TestCase):
         self.assertEqual(record["benchmark"], name)
         self.assertEqual(record["env"]["device"], "cpu")
         return record
+
+    def test_editor(self):
+        (row,) = self._run(bench_editor, "editor")["rows"]
+        self.assertEqual((row["sam_type"], row["image_size"]), ("tiny", 64))
+        self.assertTrue(row["edit_add_ms"] > 0 and row["edit_move_ms"] > 0)
 
     def test_forward(self):
         record = self._run(bench_forward, "forward")

@@ -98,7 +98,7 @@ class TestAISAMEngines(unittest.TestCase):
                 device=torch.device("cpu"),
                 val_data_loader=DataLoader(Dataset(_volumes()), batch_size=1),
                 network=net,
-                inferer=SliceVolumeInferer(image_size=SIZE, sw_batch_size=3, eval_mode="gt_box"),
+                inferer=SliceVolumeInferer(image_size=SIZE, sw_batch_size=3, eval_prompts="gt_box"),
                 key_val_metric={"val_mean_dice": PaperMetricHandler(4, "aisam")},
                 additional_metrics={"val_mean_dice_transunet": PaperMetricHandler(4, "transunet")},
                 val_handlers=[report],

@@ -35,6 +35,7 @@ class FailingAfter(torch.nn.Module):
         super().__init__()
         self.model, self.left = model, calls
         self.num_classes, self.image_size, self.mask_size = model.num_classes, model.image_size, model.mask_size
+        self.pixel_normalization = model.pixel_normalization
         self.predict_labels = model.predict_labels
 
     def forward(self, *args, **kwargs):
@@ -82,7 +83,7 @@ class TestStreamingNiftiInferer(unittest.TestCase):
 
     def test_label_modes_are_refused(self):
         with self.assertRaises(ValueError):
-            StreamingNiftiInferer(SliceVolumeInferer(image_size=64, eval_mode="gt_box"), INTENSITY)
+            StreamingNiftiInferer(SliceVolumeInferer(image_size=64, eval_prompts="gt_box"), INTENSITY)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from monai.data import MetaTensor
 from parameterized import parameterized
 
-from aisam_monai.inferers import EVAL_MODES, SliceVolumeInferer
+from aisam_monai.inferers import EVAL_PROMPTS, SliceVolumeInferer
 from aisam_monai.networks import AISAM
 from aisam_monai.transforms.intensity import SAM_PIXEL_MEAN, SAM_PIXEL_STD
 from aisam_monai.transforms.label_prompts import class_presence, label_boxes, random_label_points
@@ -24,6 +24,7 @@ class ThresholdNet(torch.nn.Module):
         self.num_classes = 2
         self.image_size = image_size
         self.mask_size = (image_size // 4, image_size // 4)  # its logits are area-pooled by 4
+        self.pixel_normalization = "sam"  # it de-normalises SAM's mean/std
         self.calls: list[dict] = []
 
     def forward(self, image, **kwargs):
@@ -110,12 +111,13 @@ class TestSliceVolumeInferer(unittest.TestCase):
             ["gt_points_only", {"points", "point_labels", "point_mode"}],
         ]
     )
-    def test_eval_modes_pass_prompts(self, mode, keys):
+    def test_eval_prompts_pass_prompts(self, eval_prompts, keys):
         vol = _blocky_volume()
         net = ThresholdNet()
-        SliceVolumeInferer(image_size=32, sw_batch_size=5, eval_mode=mode)(vol, net, label=(vol > 0.5).long())
+        inferer = SliceVolumeInferer(image_size=32, sw_batch_size=5, eval_prompts=eval_prompts)
+        inferer(vol, net, label=(vol > 0.5).long())
         self.assertEqual(set(net.calls[0]) - {"batch"}, keys)
-        if mode == "gt_points_only":
+        if eval_prompts == "gt_points_only":
             self.assertEqual(net.calls[0]["point_mode"], "none")
             self.assertEqual(net.calls[0]["points"].shape, (5, 2, 4, 2))  # Np points per class
 
@@ -139,11 +141,11 @@ class TestSliceVolumeInferer(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "3D volume"):
             inferer(torch.rand(1, 20, 20), ThresholdNet())
         with self.assertRaisesRegex(ValueError, "needs the ground-truth label"):
-            SliceVolumeInferer(image_size=32, eval_mode="gt_box")(torch.rand(1, 8, 8, 2), ThresholdNet())
+            SliceVolumeInferer(image_size=32, eval_prompts="gt_box")(torch.rand(1, 8, 8, 2), ThresholdNet())
         with self.assertRaisesRegex(ValueError, "image_size"):
             SliceVolumeInferer(image_size=64)(torch.rand(1, 8, 8, 2), ThresholdNet())
         with self.assertRaises(ValueError):
-            SliceVolumeInferer(image_size=32, eval_mode="everything")
+            SliceVolumeInferer(image_size=32, eval_prompts="everything")
 
     def test_real_tiny_model(self):
         model = AISAM(num_classes=3, sam_type="tiny", image_size=64).eval()
@@ -187,18 +189,18 @@ if __name__ == "__main__":
     unittest.main()
 
 
-class TestEvalModesWithAISAM(unittest.TestCase):
-    """Every evaluation mode runs end to end with the real (tiny, random) AISAM, not a stand-in."""
+class TestEvalPromptsWithAISAM(unittest.TestCase):
+    """Every kind of evaluation prompts runs end to end with the real (tiny, random) AISAM, not a stand-in."""
 
-    @parameterized.expand([[m] for m in EVAL_MODES])
-    def test_mode(self, mode):
+    @parameterized.expand([[m] for m in EVAL_PROMPTS])
+    def test_eval_prompts(self, eval_prompts):
         torch.manual_seed(0)
         model = AISAM(3, sam_type="tiny", image_size=64).eval()
         vol = torch.rand(1, 40, 36, 5)
         label = torch.zeros(1, 40, 36, 5, dtype=torch.long)
         label[:, 10:30, 8:20] = 1
         label[:, 14:22, 22:30, 1:4] = 2
-        inferer = SliceVolumeInferer(image_size=64, sw_batch_size=2, eval_mode=mode, num_random_points=2)
+        inferer = SliceVolumeInferer(image_size=64, sw_batch_size=2, eval_prompts=eval_prompts, num_random_points=2)
         with torch.no_grad():
             out = inferer(vol, model, label=label if inferer.needs_label else None)
         self.assertEqual(out["pred"].shape, (1, 40, 36, 5))

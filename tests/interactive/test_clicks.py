@@ -10,9 +10,9 @@ import unittest
 import torch
 from monai.data import MetaTensor
 
-from aisam_monai.inferers import ClickLabelInferer, SliceVolumeInferer
-from aisam_monai.interactive import CLICKS_META_KEY, Clicksd, parse_clicks, volume_prompts
-from aisam_monai.networks import AISAM, AISAMVolumeNet
+from aisam_monai.inferers import AISAMVolumeNet, SliceVolumeInferer
+from aisam_monai.interactive import CLICKS_META_KEY, ClickLabelInferer, Clicksd, parse_clicks, volume_prompts
+from aisam_monai.networks import AISAM
 from aisam_monai.serving.export import export_bundle
 
 torch.set_num_threads(1)

@@ -9,7 +9,7 @@ import torch
 from monai.data import MetaTensor
 
 from aisam_monai.interactive import AISAMPredictor, model_to_pixel, pixel_to_model, resize_logits
-from aisam_monai.networks import AISAM
+from aisam_monai.networks import AISAM, combine_class_masks
 from tests.interactive.tiny_model import CLASS_NAMES, SIZE, disks, trained_model
 
 H, W = 96, 160  # non-square, not the model size: x scales by 64/160, y by 64/96
@@ -72,7 +72,7 @@ class TestTrainedPredictor(unittest.TestCase):
         p.set_box("disk", (10, 10, 100, 80))
         p.set_present_classes(["background"])
         p.clear_edits()
-        p.mode = "point"
+        p.decode_path = "point"
         p.predict()
         self.assertEqual(self.counter.calls, 1)
 
@@ -105,7 +105,7 @@ class TestTrainedPredictor(unittest.TestCase):
     def test_box_removes_class_outside(self):
         for mode in ("generalized", "point"):
             p = self.predictor
-            p.mode = mode
+            p.decode_path = mode
             click_only(p)
             both = p.add_point(*RIGHT, "disk")
             p.add_point(*LEFT, "disk")
@@ -177,8 +177,9 @@ class TestPredictorModes(unittest.TestCase):
         pred = self.predictor.predict()
         with torch.no_grad():
             out = self.model(self.predictor._model_input([0]))
-        logits = resize_logits(out["logits"], (48, 80))
-        torch.testing.assert_close(pred.labels, self.model.predict_labels({**out, "logits": logits})[0, 0])
+        # the gated probabilities are resized to the slice (the inferer's order, combine_class_masks with size)
+        expected = combine_class_masks(out["logits"], out["class_logits"], size=(48, 80))
+        torch.testing.assert_close(pred.labels, expected[0, 0])
         self.assertEqual(tuple(pred.masks.shape), (3, 48, 80))
         torch.testing.assert_close(pred.masks.long().argmax(0), pred.labels)
 
@@ -193,7 +194,7 @@ class TestPredictorModes(unittest.TestCase):
 
     def test_point_mode_is_the_demo_path(self):
         p = self.predictor
-        p.mode = "point"
+        p.decode_path = "point"
         pred = p.predict()
         pts = pixel_to_model(p.generated_points(), (48, 80), 64)[None]
         with torch.no_grad():
@@ -203,6 +204,16 @@ class TestPredictorModes(unittest.TestCase):
         fg = resize_logits(out["logits"], (48, 80))[0, 1:] > 0
         torch.testing.assert_close(pred.masks[1:], fg)
         self.assertTrue(bool(pred.present.all()))  # no classifier in the demo path
+
+    def test_nearest_point(self):
+        p = self.predictor
+        pred = p.add_point(70.0, 40.0, "a")
+        pid = p.nearest_point(70.4, 40.0)
+        point = pred.points[pred.point_ids == pid][0]
+        self.assertLessEqual(float(torch.dist(point, torch.tensor([70.4, 40.0]))), 0.4 + 1e-5)
+        far = torch.linalg.vector_norm(pred.points[pred.point_ids >= 0] - torch.tensor([40.0, 24.0]), dim=-1)
+        expected = None if float(far.min()) > 3.0 else int(pred.point_ids[pred.point_ids >= 0][far.argmin()])
+        self.assertEqual(p.nearest_point(40.0, 24.0), expected)
 
     def test_volume_cache_and_propagation(self):
         names = ["background", "a", "b"]

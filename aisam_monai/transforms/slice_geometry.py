@@ -1,8 +1,11 @@
 # Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
 
-"""Mapping points, boxes and masks between a slice's own pixel grid and the square model grid.
+"""Geometry between a slice's own pixel grid and the square model grid: points, boxes and images.
 
-See docs/interactive.md, "Coordinates".
+The one home of this mapping: :class:`~aisam_monai.inferers.SliceVolumeInferer` (the bundles) and
+:class:`~aisam_monai.interactive.AISAMPredictor` (the ``aisam`` tool) both use it; mask maps come back to the
+slice grid with the label combination (:func:`aisam_monai.networks.resize_logits`). See docs/interactive.md,
+"Coordinates".
 
 A slice of ``H x W`` pixels is resized to the model's ``S x S`` input without keeping the aspect ratio
 (bilinear, ``align_corners=False``). Pixel ``(x, y)`` (column, row) denotes the centre of that pixel, so
@@ -17,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["box_mask", "box_to_model", "model_to_pixel", "pixel_to_model", "resize_logits"]
+__all__ = ["box_mask", "box_to_model", "model_to_pixel", "pixel_to_model", "resize_to_model"]
 
 
 def pixel_to_model(points: torch.Tensor, size: tuple[int, int], image_size: int) -> torch.Tensor:
@@ -70,6 +73,6 @@ def box_mask(boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return inside | (boxes == -1).all(-1)[..., None, None]
 
 
-def resize_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Model-grid logits ``(B, C, h, w)`` -> ``(B, C, H, W)`` on the slice grid (bilinear, ``align_corners=False``)."""
-    return F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
+def resize_to_model(slices: torch.Tensor, image_size: int) -> torch.Tensor:
+    """Slices ``(B, C, H, W)`` -> ``(B, C, S, S)`` on the model grid (bilinear, ``align_corners=False``), float32."""
+    return F.interpolate(slices.float(), size=(image_size, image_size), mode="bilinear", align_corners=False)

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import torch
 
-from aisam_monai.transforms.intensity import sam_input
-
-from .aisam import AISAM, class_probabilities
+from aisam_monai.networks import AISAM, class_probabilities
+from aisam_monai.transforms.intensity import to_model_input
 
 __all__ = ["AISAMVolumeNet"]
 
@@ -22,10 +21,11 @@ class AISAMVolumeNet(AISAM):
     interactive predictor) works with it unchanged. It has the parameters of :class:`AISAM` under the same names:
     a checkpoint trained with :class:`AISAM` loads into it as is.
 
-    Each slice along the last axis goes through :func:`~aisam_monai.transforms.sam_input` (resize to ``S x S``,
-    3 channels, SAM normalisation), the model, and :func:`~aisam_monai.networks.class_probabilities` back to the
-    slice grid (bilinear), as :class:`~aisam_monai.inferers.SliceVolumeInferer` does with ``resample="bilinear"``:
-    the argmax of this output is that inferer's label volume.
+    Each slice along the last axis goes through :func:`~aisam_monai.transforms.to_model_input` (resize to
+    ``S x S``, 3 channels, the backbone's normalisation), the model, and
+    :func:`~aisam_monai.networks.class_probabilities` back to the slice grid (bilinear), as
+    :class:`~aisam_monai.inferers.SliceVolumeInferer` does with ``resample="bilinear"``: the argmax of this output
+    is that inferer's label volume.
 
     Args:
         slice_batch: slices per model call.
@@ -69,7 +69,8 @@ class AISAMVolumeNet(AISAM):
             parts = []
             for start in range(0, depth, self.slice_batch):
                 slices = volume[..., start : start + self.slice_batch].permute(2, 0, 1).unsqueeze(1)
-                out = self.decode(self.encode(sam_input(slices, self.image_size)))
+                image = to_model_input(slices, self.image_size, self.pixel_normalization == "sam")
+                out = self.decode(self.encode(image))
                 probs = class_probabilities(out["logits"], out["class_logits"], self.gate, self.threshold, size=(h, w))
                 parts.append(probs)
             volumes.append(torch.cat(parts).permute(1, 2, 3, 0))  # (C, H, W, D)
