@@ -113,6 +113,19 @@ class _Server:
                 self.proc.wait()
 
 
+class TestDocCommands(unittest.TestCase):
+    def test_every_command_block_is_run(self):
+        """Each bash block of docs/monailabel.md is marked and run: ``install`` by .ci/run (word for word), ``zoo``
+        by test_zoo_checks.py, the others by the server test below."""
+        with open(DOC) as f:
+            text = f.read()
+        self.assertEqual(text.count("```bash"), len(re.findall(r"<!-- run: \w+ -->\n```bash", text)))
+        names = set(re.findall(r"<!-- run: (\w+) -->", text))
+        self.assertEqual(names, {"install", "export", "serve", "stock_app", "stock_serve", "requests", "zoo"})
+        with open(os.path.join(REPO, ".ci", "run")) as f:
+            self.assertIn(doc_block("install"), f.read())
+
+
 @unittest.skipUnless(MONAILABEL_BIN or CI, INSTALL_HINT)
 class TestMonaiLabelServer(unittest.TestCase):
     @classmethod
