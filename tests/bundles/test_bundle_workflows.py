@@ -141,6 +141,7 @@ class _BundleCase(unittest.TestCase):
                 init_id="no_such_id",  # parse only
                 dataset_dir=self.data,
                 output_dir=os.path.dirname(checkpoint),
+                **({"checkpoint": checkpoint} if kind == "infer" else {}),  # inference reads models/model.pt by default
                 **FAST,
             )
             workflow.initialize()
