@@ -117,7 +117,9 @@ def run_quickstart(
     with open(os.path.join(data, "datalist.json")) as f:
         test_case = json.load(f)["test"][0]
     image_file, label_file = (os.path.join(data, test_case[k]) for k in ("image", "label"))
-    _run(_bundle_cmd("inference", ["inference.yaml"], {**common, "input_image": image_file, "progress": False}),
+    checkpoint = os.path.join(train_dir, "model.pt")  # the training run's best model (not exported to models/)
+    _run(_bundle_cmd("inference", ["inference.yaml"],
+                     {**common, "input_image": image_file, "checkpoint": checkpoint, "progress": False}),
          os.path.join(logs, "5_inference.log"))  # fmt: skip
     predictions = os.path.join(train_dir, "predictions")
     pred_file = os.path.join(predictions, f"{test_case['case']}_seg.nii.gz")

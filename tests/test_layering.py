@@ -25,6 +25,7 @@ ALLOWED = {
     "interactive": {"io", "networks", "transforms", "visualize", "inferers"},
     "serve": {"interactive", "io"},
     "cli": {"interactive", "serve", "io", "visualize"},
+    "serving": {"data", "interactive", "io"},
     "quickstart": {"visualize", "interactive", "data", "io"},
 }
 

@@ -11,7 +11,7 @@ from monai.data import MetaTensor
 from monai.inferers import Inferer
 from monai.utils import optional_import
 
-from aisam_monai.networks import combine_class_masks
+from aisam_monai.networks import class_gate, combine_class_masks
 from aisam_monai.transforms.intensity import to_model_input
 from aisam_monai.transforms.label_prompts import class_presence, label_boxes, random_label_points
 from aisam_monai.transforms.slice_geometry import box_to_model, model_to_pixel, pixel_to_model
@@ -27,7 +27,7 @@ generated points; ``gt_box``: ground-truth boxes; ``one_hot_points``: ``onehot(a
 ``gt_points_only``: ``Np`` ground-truth clicks per class replace the generated points (the prompt-quality test)."""
 
 _LABEL_PROMPTS = ("gt_label", "random_points", "gt_box", "gt_points_only")
-_PROMPT_KEYS = ("points", "point_labels", "boxes", "class_labels")
+_PROMPT_KEYS = ("points", "point_labels", "boxes", "class_labels", "present")
 
 
 class SliceVolumeInferer(Inferer):
@@ -131,8 +131,9 @@ class SliceVolumeInferer(Inferer):
         if prompts.get("boxes") is not None:
             box = torch.as_tensor(prompts["boxes"])[index].to(device).float()  # (k, C, 4) as (r1, c1, r2, c2)
             kwargs["boxes"] = box_to_model(box[..., [1, 0, 3, 2]], in_size, self.image_size)
-        if prompts.get("class_labels") is not None:
-            kwargs["class_labels"] = torch.as_tensor(prompts["class_labels"])[index].to(device).float()
+        for key in ("class_labels", "present"):
+            if prompts.get(key) is not None:
+                kwargs[key] = torch.as_tensor(prompts[key])[index].to(device).float()
         return kwargs
 
     def __call__(  # type: ignore[override]
@@ -150,9 +151,10 @@ class SliceVolumeInferer(Inferer):
             label: ground truth of the same layout, needed by the label-driven evaluation prompts.
             prompts: optional user prompts per slice (along ``spatial_dim``), in input voxel coordinates of the
                 slice (row, column): ``points (D, C, K, 2)`` with ``point_labels (D, C, K)`` (1/0/-1),
-                ``boxes (D, C, 4)`` inclusive ``(row1, col1, row2, col2)`` (all -1: no box), ``class_labels (D, C)``;
-                row and column are the first and second of the two in-plane axes (in input axis order).
-                They are added to the evaluation prompts.
+                ``boxes (D, C, 4)`` inclusive ``(row1, col1, row2, col2)`` (all -1: no box), ``class_labels (D, C)``,
+                ``present (D, C)`` (1: the class is declared present on the slice, 0: absent, -1: the class gate
+                decides; the interactive predictor's rule for clicks); row and column are the first and second of
+                the two in-plane axes (in input axis order). They are added to the evaluation prompts.
 
         Returns:
             ``pred`` (input layout, uint8 labels, a MetaTensor with the input's metadata when the input is one),
@@ -216,9 +218,14 @@ class SliceVolumeInferer(Inferer):
                     user["points"] = torch.cat([kwargs["points"], user["points"]], 2)
                     user["point_labels"] = torch.cat([kwargs["point_labels"], user["point_labels"]], 2)
                 kwargs.update(user)
+            present = kwargs.pop("present", None)
             with torch.no_grad():  # the unwrapped module: DDP's forward would sync buffers across ranks per call
                 out = model(image, **kwargs)
-            combine = {"gate": self.gate, "threshold": self.threshold, "class_labels": kwargs.get("class_labels")}
+            class_labels = kwargs.get("class_labels")
+            if present is not None:  # declared classes override the gate, per slice and class
+                g = class_gate(out.get("class_logits"), num_classes, self.gate, self.threshold, class_labels)
+                class_labels = torch.where(present >= 0, present, g.to(device))
+            combine = {"gate": self.gate, "threshold": self.threshold, "class_labels": class_labels}
             labels_low = model.predict_labels(out, **combine)
             pred_low[..., index] = labels_low[:, 0].permute(1, 2, 0).to(torch.uint8)
             if self.resample == "nearest":

@@ -7,12 +7,18 @@ from __future__ import annotations
 from aisam_monai.networks.label_combination import resize_logits
 from aisam_monai.transforms.slice_geometry import box_mask, box_to_model, model_to_pixel, pixel_to_model
 
+from .clicks import CLICKS_META_KEY, ClickLabelInferer, Clicksd, parse_clicks, volume_prompts
 from .edit_file import prompts_record, read_edits, slice_points_from_record
 from .edit_state import EDIT_OPS, EditState, PromptPoint, group_points, nearest_point
 from .predictor import DEFAULT_INTENSITY, AISAMPredictor
 from .slice_decoding import DECODE_PATHS, AutoResult, SlicePrediction
 
 __all__ = [
+    "CLICKS_META_KEY",
+    "ClickLabelInferer",
+    "Clicksd",
+    "parse_clicks",
+    "volume_prompts",
     "AISAMPredictor",
     "AutoResult",
     "EditState",

