@@ -30,6 +30,10 @@ def atomic_write_bytes(path: str | os.PathLike, write: Callable[[str], None], su
         write: writes the content to the temporary path it is given.
         suffix: ending of the temporary name after ``.tmp`` (e.g. ``.nii.gz``, for writers that pick the format
             from the file name).
+
+    Raises:
+        OSError: a failed write (a full disk), naming ``path``; the temporary file is removed and an existing
+            ``path`` is left as it was.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -39,9 +43,11 @@ def atomic_write_bytes(path: str | os.PathLike, write: Callable[[str], None], su
         write(tmp)
         os.chmod(tmp, _default_file_mode())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(e, OSError) and e.errno is not None and not isinstance(e, FileNotFoundError):
+            raise OSError(e.errno, e.strerror, str(path)) from e  # a full disk: name the output, not the temporary
         raise
 
 
