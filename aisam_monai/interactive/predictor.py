@@ -26,8 +26,8 @@ from aisam_monai.interactive.slice_decoding import (
     slice_point_mode,
     slice_prediction,
 )
-from aisam_monai.io.model_loading import LoadedModel, model_from_bundle, model_from_config
 from aisam_monai.io.checks import check_image_array, check_nonfinite_policy
+from aisam_monai.io.model_loading import LoadedModel, model_from_bundle, model_from_config
 from aisam_monai.io.nifti_slabs import NiftiSlabReader
 from aisam_monai.networks import AISAM
 from aisam_monai.transforms import inference_transforms, to_model_input
@@ -236,7 +236,8 @@ class AISAMPredictor:
             meta = dict(vol.meta) if isinstance(vol, MetaTensor) else {}
             vol = convert_to_tensor(vol, track_meta=False)
             vol = vol[0] if vol.ndim == 4 and vol.shape[0] == 1 else vol
-            filled = check_image_array(vol.detach().cpu().numpy(), "set_volume", self.nonfinite, what="volume (H, W, D)")
+            array = vol.detach().cpu().numpy()
+            filled = check_image_array(array, "set_volume", self.nonfinite, what="volume (H, W, D)")
             vol = inference_transforms(self.intensity, load=False)({"image": torch.as_tensor(filled)[None].float()})
             vol, self.meta = convert_to_tensor(vol["image"], track_meta=False)[0], meta
         self._volume = vol.float().cpu()

@@ -21,9 +21,10 @@ Warnings go to the ``aisam_monai.inputs`` logger.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import nibabel as nib
@@ -39,6 +40,7 @@ __all__ = [
     "INTENSITY_LIMIT",
     "VolumeSummary",
     "check_nonfinite_policy",
+    "check_readable",
     "check_volume_file",
     "check_label_file",
     "check_image_array",
@@ -57,6 +59,20 @@ INTENSITY_LIMIT = 1e5
 
 _CHUNK_BYTES = 1 << 22
 _LOGGER = logging.getLogger(LOGGER_NAME)
+
+
+def _reporting(check: Callable) -> Callable:
+    """``check`` with its one-line errors reported (:func:`~aisam_monai.io.errors.reported`): the checks of the
+    entry points' own inputs. The array checks raise unreported errors (dataset preparation collects them)."""
+
+    @functools.wraps(check)
+    def wrapper(*args, **kwargs):
+        try:
+            return check(*args, **kwargs)
+        except (FileNotFoundError, ValueError) as e:
+            raise reported(e) from None
+
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -83,28 +99,29 @@ class VolumeSummary:
         return (self.minimum, self.maximum) if self.nonfinite else None
 
 
+@_reporting
 def check_nonfinite_policy(nonfinite: str) -> str:
     """``nonfinite`` when it is one of :data:`NONFINITE_POLICIES`, else one line."""
     if nonfinite not in NONFINITE_POLICIES:
-        raise reported(InputError("nonfinite", f"must be one of {NONFINITE_POLICIES}, got {nonfinite!r}."))
+        raise InputError("nonfinite", f"must be one of {NONFINITE_POLICIES}, got {nonfinite!r}.")
     return nonfinite
 
 
 def _open(path: str, what: str) -> nib.Nifti1Image:
     """The header checks: an existing, readable 3D NIfTI (4D with one volume) with no empty axis."""
     if os.path.isdir(path):
-        raise reported(InputError(path, f"is a folder; expected a NIfTI {what} file."))
+        raise InputError(path, f"is a folder; expected a NIfTI {what} file.")
     try:
         img = open_volume(path)
-    except (FileNotFoundError, ValueError) as e:
-        raise reported(e) from None
+    except (FileNotFoundError, ValueError):
+        raise
     except OSError as e:  # permissions, symlink loops, ...
-        raise reported(InputError(path, f"cannot open the {what} ({e.strerror or e}).")) from None
+        raise InputError(path, f"cannot open the {what} ({e.strerror or e}).") from None
     shape = tuple(int(s) for s in img.shape)
     if 0 in shape:
-        raise reported(InputError(path, f"empty {what} of shape {shape}; expected at least one voxel along each axis."))
+        raise InputError(path, f"empty {what} of shape {shape}; expected a voxel on every axis.")
     if not np.all(np.isfinite(img.affine)):
-        raise reported(InputError(path, f"the voxel-to-world affine is not finite; expected a valid qform or sform."))
+        raise InputError(path, "the voxel-to-world affine is not finite; expected a valid qform or sform.")
     return img
 
 
@@ -117,13 +134,14 @@ def _stored_values(img: nib.Nifti1Image, path: str) -> Iterator[np.ndarray]:
     proxy = img.dataobj
     offset = int(proxy.offset)
     nbytes = int(np.prod(img.shape)) * dtype.itemsize
-    if not path.endswith((".gz", ".bz2", ".zst")) and os.path.getsize(path) < offset + nbytes:
-        raise reported(
-            InputError(
-                path,
-                f"truncated: the header declares {nbytes} bytes of voxel data from byte {offset}, the file has "
-                f"{os.path.getsize(path)} bytes.",
-            )
+    size = os.path.getsize(path)
+    if not path.endswith((".gz", ".bz2", ".zst")) and size < offset + nbytes:
+        depth, slice_bytes = img.shape[2], nbytes // img.shape[2]
+        whole = max(0, size - offset) // slice_bytes
+        raise InputError(
+            path,
+            f"truncated: voxel data of slices {whole}..{depth - 1} missing (the header declares {nbytes} bytes "
+            f"from byte {offset}, the file has {size} bytes).",
         )
     step = max(dtype.itemsize, _CHUNK_BYTES // dtype.itemsize * dtype.itemsize)
     read = 0
@@ -141,13 +159,9 @@ def _stored_values(img: nib.Nifti1Image, path: str) -> Iterator[np.ndarray]:
                 carry = chunk[whole:]
                 values = np.frombuffer(chunk[:whole], dtype=dtype)
                 yield apply_read_scaling(values, proxy.slope, proxy.inter)
-    except InputError:
-        raise
     except Exception as e:  # noqa: BLE001 - EOFError, zlib/gzip errors, OSError: one line for the user
         reason = (str(e).strip().splitlines() or [""])[0][:200]
-        raise reported(
-            InputError(path, f"unreadable voxel data after {read} bytes ({type(e).__name__}: {reason}); truncated or corrupt file.")
-        ) from None
+        raise InputError(path, f"truncated or corrupt voxel data ({type(e).__name__}: {reason}).") from None
 
 
 def _nonfinite_count(values: np.ndarray) -> int:
@@ -158,19 +172,15 @@ def _summarize(path: str, shape: tuple, lo: float, hi: float, bad: int, nonfinit
     """The non-finite policy and the intensity warnings, shared by files and arrays."""
     total = int(np.prod(shape))
     if bad and nonfinite == "error":
-        raise reported(
-            InputError(
-                path,
-                f"{bad} of {total} voxels are NaN or infinite; expected finite intensities "
-                f"(or the non-finite policy fill: --nonfinite fill, or nonfinite: fill in a bundle).",
-            )
+        raise InputError(
+            path,
+            f"{bad} of {total} voxels are NaN/inf; expected finite intensities "
+            f"(or the non-finite policy fill: --nonfinite fill, or nonfinite: fill in a bundle).",
         )
     if not lo <= hi:
-        raise reported(InputError(path, f"every voxel is NaN or infinite; expected finite intensities."))
+        raise InputError(path, "every voxel is NaN or infinite; expected finite intensities.")
     if bad:
-        _LOGGER.warning(
-            f"{path}: {bad} of {total} voxels are NaN or infinite; NaN and -Inf set to {lo:g}, +Inf to {hi:g}."
-        )
+        _LOGGER.warning(f"{path}: {bad} of {total} voxels are NaN/inf; NaN and -Inf set to {lo:g}, +Inf to {hi:g}.")
     if lo == hi:
         _LOGGER.warning(f"{path}: constant {what} (every voxel {lo:g}); expect an empty segmentation.")
     elif max(abs(lo), abs(hi)) > INTENSITY_LIMIT:
@@ -181,6 +191,20 @@ def _summarize(path: str, shape: tuple, lo: float, hi: float, bad: int, nonfinit
     return VolumeSummary(path, tuple(int(s) for s in shape), float(lo), float(hi), bad)
 
 
+def check_readable(path: str | os.PathLike, what: str = "image") -> nib.Nifti1Image:
+    """
+    The file checks alone, unreported (dataset preparation collects them): a readable 3D NIfTI (4D with one
+    volume) with no empty axis and a finite affine, whose whole data block is read once, memory bounded.
+    Returns the opened image.
+    """
+    path = os.fspath(path)
+    img = _open(path, what)
+    for _ in _stored_values(img, path):
+        pass
+    return img
+
+
+@_reporting
 def check_volume_file(path: str | os.PathLike, nonfinite: str = "error", what: str = "image") -> VolumeSummary:
     """
     Check an input image file (see the module's docstring); the whole file is read once, memory bounded.
@@ -194,7 +218,7 @@ def check_volume_file(path: str | os.PathLike, nonfinite: str = "error", what: s
         the :class:`VolumeSummary` (finite range, number of non-finite voxels).
 
     Raises:
-        FileNotFoundError, ValueError: one line naming the file (logged too, see :func:`~aisam_monai.io.errors.reported`).
+        FileNotFoundError, ValueError: one line naming the file (logged, :func:`~aisam_monai.io.errors.reported`).
     """
     path = os.fspath(path)
     check_nonfinite_policy(nonfinite)
@@ -211,17 +235,16 @@ def check_volume_file(path: str | os.PathLike, nonfinite: str = "error", what: s
 
 def _label_values(path: str, values: np.ndarray, num_classes: int, found: set) -> None:
     if values.dtype.kind == "f" and not np.all(np.isfinite(values) & (values == np.round(values))):
-        raise reported(InputError(path, "label values must be integers; expected a label volume."))
+        raise InputError(path, "label values must be integers; expected a label volume.")
     unique = np.unique(values)
     outside = unique[(unique < 0) | (unique >= num_classes)]
     if outside.size:
         shown = [int(v) for v in outside[:8]]
-        raise reported(
-            InputError(path, f"label values {shown} outside the class set 0..{num_classes - 1}.")
-        )
+        raise InputError(path, f"label values {shown} outside the class set 0..{num_classes - 1}.")
     found.update(int(v) for v in unique)
 
 
+@_reporting
 def check_label_file(path: str | os.PathLike, num_classes: int, shape: tuple | None = None) -> set[int]:
     """
     Check a label file: readable throughout, the image's grid (``shape``, first three axes), integer values in
@@ -230,7 +253,7 @@ def check_label_file(path: str | os.PathLike, num_classes: int, shape: tuple | N
     path = os.fspath(path)
     img = _open(path, "label")
     if shape is not None and tuple(img.shape[:3]) != tuple(shape[:3]):
-        raise reported(InputError(path, f"label shape {tuple(img.shape)} differs from the image's {tuple(shape)}."))
+        raise InputError(path, f"label shape {tuple(img.shape)} differs from the image's {tuple(shape)}.")
     found: set[int] = set()
     for values in _stored_values(img, path):
         _label_values(path, values, num_classes, found)
@@ -254,9 +277,9 @@ def check_image_array(
     check_nonfinite_policy(nonfinite)
     array = np.asarray(array)
     if array.ndim != ndim:
-        raise reported(InputError(name, f"expected a {ndim}D {what}, got shape {tuple(array.shape)}."))
+        raise InputError(name, f"expected a {ndim}D {what}, got shape {tuple(array.shape)}.")
     if 0 in array.shape:
-        raise reported(InputError(name, f"empty {what} of shape {tuple(array.shape)}; expected at least one voxel along each axis."))
+        raise InputError(name, f"empty {what} of shape {tuple(array.shape)}; expected a voxel on every axis.")
     bad = _nonfinite_count(array)
     finite = array[np.isfinite(array)] if bad else array
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (np.inf, -np.inf)
@@ -267,13 +290,16 @@ def check_image_array(
 
 
 def check_label_array(array: np.ndarray, name: str, num_classes: int, shape: tuple | None = None) -> None:
-    """The checks of :func:`check_label_file` on an in-memory label volume."""
+    """The checks of :func:`check_label_file` on an in-memory label volume (3D, the image's ``shape``)."""
     array = np.asarray(array)
+    if array.ndim != 3:
+        raise InputError(name, f"expected a 3D label volume, got shape {tuple(array.shape)}.")
     if shape is not None and tuple(array.shape) != tuple(shape):
-        raise reported(InputError(name, f"label shape {tuple(array.shape)} differs from the image's {tuple(shape)}."))
+        raise InputError(name, f"label shape {tuple(array.shape)} differs from the image's {tuple(shape)}.")
     _label_values(name, array, num_classes, set())
 
 
+@_reporting
 def check_model_settings(sam_type: str, image_size: int) -> None:
     """One line unless ``sam_type`` is known and ``image_size`` a positive multiple of its encoder's patch grid
     (the rule of :func:`~aisam_monai.networks.sam_builder.build_sam`), checked before a model is built."""
@@ -282,6 +308,7 @@ def check_model_settings(sam_type: str, image_size: int) -> None:
     try:
         multiple = image_size_multiple(sam_type)
     except ValueError as e:
-        raise reported(InputError("sam_type", str(e))) from None
+        raise InputError("sam_type", str(e)) from None
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size <= 0 or image_size % multiple:
-        raise reported(InputError("image_size", f"must be a positive multiple of {multiple} for sam_type {sam_type!r}, got {image_size!r}."))
+        reason = f"must be a positive multiple of {multiple} for sam_type {sam_type!r}, got {image_size!r}."
+        raise InputError("image_size", reason)
