@@ -36,6 +36,8 @@ class InputError(ValueError):
 
 
 def _first_line(error: BaseException) -> str:
+    if isinstance(error, OSError) and error.filename and error.strerror:  # a failed write: "path: reason"
+        return f"{error.filename}: {error.strerror}; nothing was written for it."
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
