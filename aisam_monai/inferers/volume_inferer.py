@@ -54,7 +54,8 @@ class SliceVolumeInferer(Inferer):
         gate: class gate of the label combination: ``"hard"``, ``"soft"`` or ``"none"``.
         threshold: presence threshold of the hard gate.
         resample: ``"bilinear"`` (probabilities) or ``"nearest"`` (labels) for the way back to the slice grid.
-        normalize: apply SAM's pixel mean/std to the ``[0, 1]`` intensities.
+        normalize: apply SAM's pixel mean/std to the ``[0, 1]`` intensities; None: as the model's backbone expects
+            (``model.pixel_normalization == "sam"``).
         progress: show a progress bar over the batches of slices.
         seed: seed of the random clicks (reproducible per call).
 
@@ -77,7 +78,7 @@ class SliceVolumeInferer(Inferer):
         gate: str = "hard",
         threshold: float = 0.5,
         resample: str = "bilinear",
-        normalize: bool = True,
+        normalize: bool | None = None,
         progress: bool = False,
         seed: int = 0,
     ) -> None:
@@ -193,10 +194,11 @@ class SliceVolumeInferer(Inferer):
         probs = torch.full((depth, num_classes), float("nan"), device=device)
         generator = torch.Generator(device=device).manual_seed(self.seed)
 
+        normalize = self.normalize if self.normalize is not None else model.pixel_normalization == "sam"
         starts = range(0, depth, self.sw_batch_size)
         for start in tqdm(starts, desc="slices", unit="batch") if self.progress else starts:
             index = slice(start, min(start + self.sw_batch_size, depth))
-            image = to_model_input(volume[..., index].permute(2, 0, 1).unsqueeze(1), self.image_size, self.normalize)
+            image = to_model_input(volume[..., index].permute(2, 0, 1).unsqueeze(1), self.image_size, normalize)
             kwargs = {}
             if gt is not None:  # label on the model grid (prompts) and the S/4 evaluation grid (the paper's protocol)
                 lab = gt[..., index].permute(2, 0, 1).unsqueeze(1).float()

@@ -76,7 +76,8 @@ class AISAMPredictor:
         intensity: mapping of raw intensities to [0, 1] as the bundle's preprocessing does
             (an :func:`aisam_monai.transforms.intensity_transform` entry), applied to whole volumes with the bundles'
             :func:`aisam_monai.transforms.inference_transforms`.
-        normalize: SAM pixel mean/std normalisation of the [0, 1] slices (as the bundle's training).
+        normalize: SAM pixel mean/std normalisation of the [0, 1] slices (as the bundle's training); None: as the
+            model's backbone expects (``model.pixel_normalization == "sam"``).
         decode_path: one of :data:`DECODE_PATHS`.
         threshold: presence threshold of the classifier gate (``generalized``).
         device: where the model runs (default: the model's device).
@@ -101,7 +102,7 @@ class AISAMPredictor:
         model: AISAM,
         class_names: Sequence[str] | None = None,
         intensity: Mapping | None = None,
-        normalize: bool = True,
+        normalize: bool | None = None,
         decode_path: str = "generalized",
         threshold: float = 0.5,
         device: str | torch.device | None = None,
@@ -122,7 +123,7 @@ class AISAMPredictor:
             raise ValueError(f"{len(names)} class names for a model with {self.num_classes} classes: {names}.")
         self.class_names = names
         self.intensity = dict(intensity) if intensity is not None else dict(DEFAULT_INTENSITY)
-        self.normalize = normalize
+        self.normalize = normalize if normalize is not None else model.pixel_normalization == "sam"
         self.threshold = threshold
         self.batch_size = batch_size
         self.cache_size = max(1, cache_size)

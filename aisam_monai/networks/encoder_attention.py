@@ -48,11 +48,11 @@ def use_sdpa_encoder_attention(image_encoder: nn.Module, enable: bool = True) ->
     (``enable=True``) or back to the stock class. Parameters, state dict keys and LoRA wrappers are unchanged.
 
     Returns:
-        the number of blocks switched.
+        the number of blocks switched (0 for an encoder without SAM ViT blocks, such as LiteMedSAM's TinyViT).
     """
     target = SDPAEncoderAttention if enable else SamEncoderAttention
     switched = 0
-    for block in image_encoder.blocks:
+    for block in getattr(image_encoder, "blocks", ()):
         if isinstance(block.attn, SamEncoderAttention) and type(block.attn) is not target:
             block.attn.__class__ = target
             switched += 1

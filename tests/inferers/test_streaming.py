@@ -35,6 +35,7 @@ class FailingAfter(torch.nn.Module):
         super().__init__()
         self.model, self.left = model, calls
         self.num_classes, self.image_size, self.mask_size = model.num_classes, model.image_size, model.mask_size
+        self.pixel_normalization = model.pixel_normalization
         self.predict_labels = model.predict_labels
 
     def forward(self, *args, **kwargs):

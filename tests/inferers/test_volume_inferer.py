@@ -24,6 +24,7 @@ class ThresholdNet(torch.nn.Module):
         self.num_classes = 2
         self.image_size = image_size
         self.mask_size = (image_size // 4, image_size // 4)  # its logits are area-pooled by 4
+        self.pixel_normalization = "sam"  # it de-normalises SAM's mean/std
         self.calls: list[dict] = []
 
     def forward(self, image, **kwargs):
