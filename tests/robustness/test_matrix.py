@@ -302,6 +302,77 @@ class TestBundles(_Matrix):
         self._evaluate(case, save(os.path.join(folder, "case.nii.gz"), volume()), lab, folder, lab)
 
 
+class TestSettings(_Matrix):
+    """Model settings and checkpoints: one line before any model is built or any volume read."""
+
+    def _checkpoint(self, name: str, content) -> str:
+        path = os.path.join(self.folder(name), "model.pt")
+        if isinstance(content, bytes):
+            with open(path, "wb") as f:
+                f.write(content)
+        else:
+            torch.save({"model": content.state_dict()}, path)
+        return path
+
+    @parameterized.expand(
+        [
+            ("image_size_100", ["--override", "image_size=100"], None, "image_size: must be a positive multiple of 16"),
+            ("sam_type_unknown", ["--override", "sam_type=vit_x"], None, "unknown sam_type"),
+            ("random_bytes_checkpoint", [], b"\x00\x01 not a checkpoint", "not a readable checkpoint"),
+            ("other_class_count", [], "classes", "checkpoint is for 9 classes"),
+        ]
+    )
+    def test_cli_and_bundle(self, name: str, override: list, checkpoint, error: str):
+        if checkpoint == "classes":
+            checkpoint = self._checkpoint(name, AISAM(num_classes=9, sam_type="tiny", image_size=SIZE))
+        elif checkpoint is not None:
+            checkpoint = self._checkpoint(name, checkpoint)
+        else:
+            checkpoint = self.checkpoint
+        folder = self.folder(f"settings_{name}")
+        image = save(os.path.join(folder, "case.nii.gz"), volume())
+        out = os.path.join(folder, "seg.nii.gz")
+        argv = ["segment", image, "--bundle", BUNDLE, "--checkpoint", checkpoint, "--out", out, "--no-progress"]
+        argv += ["--override", f"image_size={SIZE}", *override]
+        with _captured() as (_, stderr, _):
+            code = aisam_main(argv)
+        self.assertEqual(code, 2)
+        self.assert_no_traceback(stderr.getvalue())
+        lines = stderr.getvalue().splitlines()
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn(error, lines[0])
+        self.assertFalse(os.path.exists(out))
+        key, _, value = (override[1] if override else "image_size=32").partition("=")
+        overrides = {key: int(value) if value.isdigit() else value} if override else {}
+        with _captured() as (_, stderr, logs):
+            try:
+                bundle_run(
+                    "inference",
+                    config_file=os.path.join(BUNDLE, "configs", "inference.yaml"),
+                    bundle_root=BUNDLE,
+                    input_image=image,
+                    checkpoint=checkpoint,
+                    output_dir=os.path.join(folder, "out"),
+                    dataset_dir=folder,
+                    device="$torch.device('cpu')",
+                    **{"image_size": SIZE, **overrides},
+                )
+                error_raised = None
+            except Exception as e:  # noqa: BLE001
+                error_raised = e
+                sys.excepthook(type(e), e, e.__traceback__)
+        self.assertIsNotNone(reported_cause(error_raised), repr(error_raised))
+        self.assert_no_traceback(stderr.getvalue())
+        errors = logs.lines(logging.ERROR)
+        self.assertEqual(len(errors), 1, errors)
+        self.assertIn(error, errors[0])
+        self.assertFalse(os.path.exists(os.path.join(folder, "out", "predictions")))
+
+    def test_nonfinite_policy_value(self):
+        with self.assertRaisesRegex(ValueError, "nonfinite: must be one of"):
+            AISAMPredictor(self.model, CLASS_NAMES, nonfinite="zero")
+
+
 class TestPrepare(_Matrix):
     def _prepare(self, case: Case, image_make, label_make, bad: str):
         root = self.folder(f"prepare {case.name} ✓")
