@@ -168,8 +168,10 @@ def _nonfinite_count(values: np.ndarray) -> int:
     return 0 if values.dtype.kind in "iub" else int(values.size - np.count_nonzero(np.isfinite(values)))
 
 
-def _summarize(path: str, shape: tuple, lo: float, hi: float, bad: int, nonfinite: str, what: str) -> VolumeSummary:
-    """The non-finite policy and the intensity warnings, shared by files and arrays."""
+def _summarize(
+    path: str, shape: tuple, lo: float, hi: float, bad: int, nonfinite: str, what: str, warn: bool = True
+) -> VolumeSummary:
+    """The non-finite policy and (with ``warn``) the intensity warnings, shared by files and arrays."""
     total = int(np.prod(shape))
     if bad and nonfinite == "error":
         raise InputError(
@@ -179,11 +181,11 @@ def _summarize(path: str, shape: tuple, lo: float, hi: float, bad: int, nonfinit
         )
     if not lo <= hi:
         raise InputError(path, "every voxel is NaN or infinite; expected finite intensities.")
-    if bad:
+    if bad and warn:
         _LOGGER.warning(f"{path}: {bad} of {total} voxels are NaN/inf; NaN and -Inf set to {lo:g}, +Inf to {hi:g}.")
-    if lo == hi:
+    if lo == hi and warn:
         _LOGGER.warning(f"{path}: constant {what} (every voxel {lo:g}); expect an empty segmentation.")
-    elif max(abs(lo), abs(hi)) > INTENSITY_LIMIT:
+    elif max(abs(lo), abs(hi)) > INTENSITY_LIMIT and warn:
         _LOGGER.warning(
             f"{path}: intensities span {lo:g}..{hi:g}, beyond +-{INTENSITY_LIMIT:g} (scanner data lie within); "
             f"check scl_slope / scl_inter or the file."
@@ -205,7 +207,9 @@ def check_readable(path: str | os.PathLike, what: str = "image") -> nib.Nifti1Im
 
 
 @_reporting
-def check_volume_file(path: str | os.PathLike, nonfinite: str = "error", what: str = "image") -> VolumeSummary:
+def check_volume_file(
+    path: str | os.PathLike, nonfinite: str = "error", what: str = "image", warn: bool = True
+) -> VolumeSummary:
     """
     Check an input image file (see the module's docstring); the whole file is read once, memory bounded.
 
@@ -213,6 +217,7 @@ def check_volume_file(path: str | os.PathLike, nonfinite: str = "error", what: s
         path: NIfTI file (``.nii`` or ``.nii.gz``).
         nonfinite: one of :data:`NONFINITE_POLICIES`.
         what: what the file is, for the messages.
+        warn: log the warnings (False for an upfront check of a file that its reader checks again).
 
     Returns:
         the :class:`VolumeSummary` (finite range, number of non-finite voxels).
@@ -230,7 +235,7 @@ def check_volume_file(path: str | os.PathLike, nonfinite: str = "error", what: s
         finite = values[np.isfinite(values)] if count else values
         if finite.size:
             lo, hi = min(lo, float(finite.min())), max(hi, float(finite.max()))
-    return _summarize(path, img.shape, lo, hi, bad, nonfinite, what)
+    return _summarize(path, img.shape, lo, hi, bad, nonfinite, what, warn)
 
 
 def _label_values(path: str, values: np.ndarray, num_classes: int, found: set) -> None:
