@@ -43,10 +43,15 @@ OLD = b"an earlier output, to be left as it is"
 SIZE = 32
 
 
-def _fork(run, watch: str | None = None, after: float | None = None, limit: int | None = None):
+def _temporary_in(folder: str):
+    """A kill condition: a temporary output in ``folder`` (the child is inside a write)."""
+    return lambda: os.path.isdir(folder) and any(".tmp" in n for n in os.listdir(folder))
+
+
+def _fork(run, until=None, after: float | None = None, limit: int | None = None):
     """
-    Run ``run()`` (returning an exit status) in a forked child; SIGKILL it once a temporary appears in ``watch``
-    or ``after`` seconds have passed. Returns ``(status or None when killed, stdout, stderr)``.
+    Run ``run()`` (returning an exit status) in a forked child; SIGKILL it once ``until()`` is true or ``after``
+    seconds have passed. Returns ``(status or None when killed, stdout, stderr)``.
     """
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -86,8 +91,7 @@ def _fork(run, watch: str | None = None, after: float | None = None, limit: int 
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
             break
-        hidden = watch is not None and os.path.isdir(watch) and any(".tmp" in n for n in os.listdir(watch))
-        if hidden or (after is not None and time.monotonic() - start >= after):
+        if (until is not None and until()) or (after is not None and time.monotonic() - start >= after):
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
             killed = True
@@ -164,7 +168,9 @@ class TestKill(_Faults):
             for path in outputs:
                 with open(path, "wb") as f:
                     f.write(OLD)
-            status, _, _ = _fork(run, watch=folder if when is None else None, after=when)
+            status = _fork(run, until=_temporary_in(folder) if when is None else None, after=when)[0]
+            if when is None:
+                self.assertIsNone(status, "not killed inside the write")
             for path, ref in zip(outputs, reference):
                 with open(path, "rb") as f:
                     if f.read() != OLD:  # replaced: then by the whole new file
@@ -185,12 +191,11 @@ class TestKill(_Faults):
     def test_prepare_resumes(self):
         source, out, reference = (os.path.join(self.tmp.name, n) for n in ("src", "prep", "prep_reference"))
         write_phantoms("acdc", source, cases=4, seed=1, size=64, slices=(6, 8), log=lambda *_: None)
-        start = time.monotonic()
         self.assertEqual(_fork(self.prepare(source, reference))[0], 0)
-        seconds = time.monotonic() - start
         images = os.path.join(out, "images")
-        for when in (0.6 * seconds, None):  # part-way through the cases, then inside a write
-            _fork(self.prepare(source, out), watch=images if when is None else None, after=when)
+        # after three of the eight cases, then inside the write of another
+        for until in (lambda: len(self.visible(os.path.join(out, "labels"))) >= 3, _temporary_in(images)):
+            self.assertIsNone(_fork(self.prepare(source, out), until=until)[0], "the run ended before the kill")
             for kind in ("images", "labels"):
                 for name in self.visible(os.path.join(out, kind)):  # every visible file is whole
                     expected = _array(os.path.join(reference, kind, name))
