@@ -242,7 +242,8 @@ class AISAMPredictor:
             vol = inference_transforms(self.intensity, load=False)({"image": torch.as_tensor(filled)[None].float()})
             vol, self.meta = convert_to_tensor(vol["image"], track_meta=False)[0], meta
         self._volume = vol.float().cpu()
-        self._embeddings: OrderedDict[int, torch.Tensor] = OrderedDict()
+        # per slice: the image embedding and what the prompter computes from it alone (AISAM.prompter_logits)
+        self._embeddings: OrderedDict[int, tuple[torch.Tensor, dict]] = OrderedDict()
         self._results = OrderedDict()
         self._auto: dict[int, AutoResult] = {}
         self._edits = EditState(tuple(self._volume.shape), self.class_names, self.num_points)
@@ -384,32 +385,40 @@ class AISAMPredictor:
         slices = self._volume[..., zs].permute(2, 0, 1).unsqueeze(1).to(self.device)
         return to_model_input(slices, self.model.image_size, self.normalize)
 
-    def _embed(self, zs: list[int]) -> torch.Tensor:
-        """Embeddings ``(B, D, h, w)`` of slices ``zs``, encoding the uncached ones in one call."""
+    def _embed(self, zs: list[int]) -> tuple[torch.Tensor, dict]:
+        """
+        Embeddings ``(B, D, h, w)`` of slices ``zs`` and their prompter logits (:meth:`AISAM.prompter_logits`),
+        encoding the uncached ones in one call; an edit then reruns neither the encoder nor the prompter's
+        transformer and classifier.
+        """
         missing = [z for z in zs if z not in self._embeddings]
         if missing:
             with torch.no_grad():
                 emb = self.model.encode(self._model_input(missing))
-            for z, e in zip(missing, emb):
-                self._embeddings[z] = e
+                logits = self.model.prompter_logits(emb)
+            for i, z in enumerate(missing):
+                self._embeddings[z] = (emb[i], {k: None if v is None else v[i] for k, v in logits.items()})
         for z in zs:
             self._embeddings.move_to_end(z)
-        stacked = torch.stack([self._embeddings[z] for z in zs])
+        cached = [self._embeddings[z] for z in zs]
+        stacked = torch.stack([e for e, _ in cached])
+        keys = cached[0][1]
+        logits = {k: None if keys[k] is None else torch.stack([c[k] for _, c in cached]) for k in keys}
         while len(self._embeddings) > max(self.cache_size, len(zs)):
             self._embeddings.popitem(last=False)
-        return stacked
+        return stacked, logits
 
     def _run(self, zs: list[int]) -> dict[int, SlicePrediction]:
         """Predict slices ``zs`` (at most ``batch_size`` per model call) and cache the results."""
         done = {}
         for start in range(0, len(zs), self.batch_size):
             chunk = zs[start : start + self.batch_size]
-            emb = self._embed(chunk)
+            emb, logits = self._embed(chunk)
             fresh = [i for i, z in enumerate(chunk) if z not in self._auto]
             outputs = {}
             if fresh:
                 with torch.no_grad():
-                    out = self.model.decode(emb[fresh])
+                    out = self.model.decode(emb[fresh], prompter_logits=_rows(logits, fresh))
                 self._store_auto([chunk[i] for i in fresh], out)
                 if self.decode_path == "generalized":  # an unedited slice's result is the automatic output
                     unedited = [(j, chunk[i]) for j, i in enumerate(fresh) if self.edits.of(chunk[i]).is_empty()]
@@ -425,7 +434,7 @@ class AISAMPredictor:
                 size = self.model.image_size
                 prompts, boxes = decoder_prompts(self.edits, zs_group, self._auto, point_mode, size, self.device)
                 with torch.no_grad():
-                    out = self.model.decode(emb[group], **prompts)
+                    out = self.model.decode(emb[group], prompter_logits=_rows(logits, group), **prompts)
                 outputs.update({z: (out, j, None if boxes is None else boxes[j]) for j, z in enumerate(zs_group)})
             for z in chunk:
                 out, j, boxes = outputs[z]
@@ -448,3 +457,8 @@ class AISAMPredictor:
             presence[:, 0] = 1.0
         for i, z in enumerate(zs):
             self._auto[z] = AutoResult(points[i], presence[i])
+
+
+def _rows(logits: dict, rows: list[int]) -> dict:
+    """The ``rows`` of a batch of prompter logits (None entries stay None)."""
+    return {k: None if v is None else v[rows] for k, v in logits.items()}

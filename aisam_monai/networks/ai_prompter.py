@@ -104,12 +104,31 @@ class AIPrompter(nn.Module):
             return F.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)
         return logits.softmax(-1)
 
+    def embedding_logits(self, image: torch.Tensor) -> dict[str, torch.Tensor | None]:
+        """
+        The part of the prompter that depends on the image embedding alone (its transformer and the classifier),
+        so that interactive use computes it once per slice and reruns only the cheap rest for each edit.
+
+        Args:
+            image: ``(B, D, h, w)`` image embedding ``X`` (pass it detached).
+
+        Returns:
+            ``point_logits`` ``(B, C, Np, h*w)`` and ``class_logits`` ``(B, C)`` or None.
+        """
+        b, _, h, w = image.shape
+        class_ids = torch.arange(self.num_classes, device=image.device).repeat(b)
+        return {
+            "point_logits": self.point_logits(image, class_ids).view(b, self.num_classes, self.num_points, h * w),
+            "class_logits": self.classifier(image) if self.classifier is not None else None,
+        }
+
     def forward(
         self,
         image: torch.Tensor,
         dense_pe: torch.Tensor,
         box_mask: torch.Tensor | None = None,
         point_mode: str = "generalized",
+        embedding_logits: dict[str, torch.Tensor | None] | None = None,
     ) -> dict[str, torch.Tensor | None]:
         """
         Args:
@@ -117,6 +136,7 @@ class AIPrompter(nn.Module):
             dense_pe: ``(1, D, h, w)`` SAM dense positional encoding ``P``.
             box_mask: optional boolean ``(B, C, h, w)``; logits outside are set to ``BOX_FILL``.
             point_mode: ``"generalized"``, ``"one_hot"`` or ``"none"`` (weights are still computed).
+            embedding_logits: :meth:`embedding_logits` of ``image`` when already computed (same result, faster).
 
         Returns:
             ``weights`` soft ``W`` ``(B, C, Np, h, w)``; ``used_weights`` the ``W`` that built the points
@@ -126,18 +146,17 @@ class AIPrompter(nn.Module):
         if point_mode not in POINT_MODES:
             raise ValueError(f"point_mode must be one of {POINT_MODES}, got {point_mode!r}.")
         b, _, h, w = image.shape
-        c = self.num_classes
-        class_ids = torch.arange(c, device=image.device).repeat(b)
-        logits = self.point_logits(image, class_ids).view(b, c, self.num_points, h * w)
+        cached = embedding_logits if embedding_logits is not None else self.embedding_logits(image)
+        logits = cached["point_logits"]
         if box_mask is not None:
             logits = logits.masked_fill(~box_mask.flatten(2).unsqueeze(2), BOX_FILL)
         soft = logits.softmax(-1)
         used = self.select(logits, point_mode)
         pe = dense_pe.flatten(2).transpose(1, 2)  # (1, hw, D)
         return {
-            "weights": soft.view(b, c, self.num_points, h, w),
+            "weights": soft.view(b, self.num_classes, self.num_points, h, w),
             "used_weights": used,
             "points": used @ pe[0],
             "point_features": used @ (pe + image.flatten(2).transpose(1, 2)).unsqueeze(1),
-            "class_logits": self.classifier(image) if self.classifier is not None else None,
+            "class_logits": cached["class_logits"],
         }

@@ -120,6 +120,13 @@ class AISAM(nn.Module):
             raise ValueError(f"image must have shape (B, 3, {s}, {s}), got {tuple(image.shape)}.")
         return self.sam.image_encoder(image)
 
+    def prompter_logits(self, embeddings: torch.Tensor) -> dict[str, torch.Tensor | None]:
+        """
+        What the AI-Prompter computes from the embedding alone: ``point_logits`` ``(B, C, Np, h*w)`` and
+        ``class_logits`` ``(B, C)`` (None without a classifier); give it back to :meth:`decode`.
+        """
+        return self.prompter.embedding_logits(embeddings.detach())
+
     def decode(
         self,
         embeddings: torch.Tensor,
@@ -128,8 +135,15 @@ class AISAM(nn.Module):
         boxes: torch.Tensor | None = None,
         class_labels: torch.Tensor | None = None,
         point_mode: str = "generalized",
+        prompter_logits: dict[str, torch.Tensor | None] | None = None,
     ) -> dict[str, torch.Tensor | None]:
-        """Everything after the image encoder; see :meth:`forward` for the arguments and outputs."""
+        """
+        Everything after the image encoder; see :meth:`forward` for the arguments and outputs.
+
+        ``prompter_logits``: :meth:`prompter_logits` of ``embeddings`` when already computed. Interactive use caches
+        it with the embedding, so that an edit reruns only the prompt assembly and the mask decoder (the same
+        result, without the prompter's transformer and the classifier).
+        """
         b, c = embeddings.shape[0], self.num_classes
         for name, value, shape in (
             ("points", points, (b, c, None, 2)),
@@ -153,6 +167,7 @@ class AISAM(nn.Module):
             dense_pe.detach(),
             box_mask=None if boxes is None else box_masks(boxes, grid, self.image_size),
             point_mode=point_mode,
+            embedding_logits=prompter_logits,
         )
         tokens, valid = [], []
         if point_mode != "none":

@@ -183,6 +183,25 @@ class TestBoxes(unittest.TestCase):
         self.assertEqual(m[0, 3].nonzero().tolist(), [[2, 2]])  # smaller than a cell: the cell of its centre
 
 
+class TestCachedPrompterLogits(unittest.TestCase):
+    def test_decode_with_cached_prompter_logits_equals_decode(self):
+        """The interactive cache (prompter transformer + classifier once per embedding) changes nothing."""
+        torch.manual_seed(0)
+        model = AISAM(num_classes=3, sam_type="tiny", image_size=64).eval()
+        emb = model.encode(torch.rand(2, 3, 64, 64))
+        cached = model.prompter_logits(emb)
+        points = torch.tensor([[[[10.0, 20.0]], [[30.0, 40.0]], [[50.0, 5.0]]]]).expand(2, -1, -1, -1)
+        labels = torch.tensor([[[1], [0], [1]]]).expand(2, -1, -1)
+        boxes = -torch.ones(2, 3, 4)
+        boxes[:, 1] = torch.tensor([8.0, 8.0, 40.0, 40.0])
+        for kwargs in ({}, {"points": points, "point_labels": labels}, {"boxes": boxes}, {"point_mode": "one_hot"},
+                       {"point_mode": "none", "points": points, "point_labels": labels}):  # fmt: skip
+            with torch.no_grad():
+                plain, fast = model.decode(emb, **kwargs), model.decode(emb, prompter_logits=cached, **kwargs)
+            for key in ("logits", "class_logits", "point_weights", "points"):
+                torch.testing.assert_close(fast[key], plain[key], rtol=0, atol=0, msg=f"{key} {sorted(kwargs)}")
+
+
 class TestCombine(unittest.TestCase):
     def test_gates(self):
         logits = torch.zeros(1, 3, 2, 2)
