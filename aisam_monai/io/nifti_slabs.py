@@ -5,7 +5,9 @@ number of slices in memory whatever the depth.
 
 * :class:`NiftiSlabReader`: slabs of a 3D NIfTI with the datalist's intensity window applied, equal to
   ``LoadImaged`` + :class:`~aisam_monai.transforms.ScaleToUnitd` on the whole volume; per-volume percentiles are
-  gathered in a first streaming pass (:func:`stream_percentiles`).
+  gathered in a first streaming pass (:func:`stream_percentiles`). The file is checked first
+  (:func:`~aisam_monai.io.checks.check_volume_file`, with its non-finite policy). It is the one file reader of the
+  bundles' inference and of :class:`~aisam_monai.interactive.AISAMPredictor`, so both see the same intensities.
 * :class:`NiftiSlabWriter`: a uint8 label NIfTI written slab after slab (gzip-streamed when the path ends in
   ``.gz``).
 
