@@ -5,8 +5,8 @@ AI-SAM -> evaluation on the held-out cases -> inference on one volume -> a PNG o
 predicted masks and ground truth.
 
 Every step runs the same command a user would type (``python -m aisam_monai.data.synthetic``,
-``python -m aisam_monai.data.prepare``, ``python -m monai.bundle run ...`` with ``bundles/acdc``), printed
-before it runs.
+``python -m aisam_monai.data.prepare``, ``python -m monai.bundle run ...`` with ``bundles/acdc``, and ``aisam show``
+as ``python -m aisam_monai.cli show``), printed before it runs.
 
 Usage (from the repository root)::
 
@@ -23,9 +23,6 @@ import shutil
 import subprocess
 import sys
 import time
-
-import nibabel as nib
-import numpy as np
 
 __all__ = ["main", "run_quickstart"]
 
@@ -56,41 +53,6 @@ def _bundle_cmd(run_id: str, configs: list[str], overrides: dict) -> list[str]:
     for key, value in overrides.items():
         cmd += [f"--{key}", str(value)]
     return cmd
-
-
-def _figure(image_file: str, label_file: str, pred_file: str, points_file: str, out_png: str, num_slices: int = 4):
-    """PNG of ``num_slices`` slices through the foreground: ground truth above prediction and generated points."""
-    from aisam_monai.visualize import plot_slices
-
-    image = np.asanyarray(nib.load(image_file).dataobj).astype(np.float32)
-    label = np.asanyarray(nib.load(label_file).dataobj)
-    pred = np.asanyarray(nib.load(pred_file).dataobj)
-    with open(points_file) as f:
-        record = json.load(f)
-    classes = record["classes"]
-    fg = np.flatnonzero((label > 0).any(axis=(0, 1)))
-    chosen = fg[np.linspace(0, len(fg) - 1, min(num_slices, len(fg))).round().astype(int)] if len(fg) else [0]
-    points, point_labels = [], []
-    for k in chosen:
-        entry = record["slices"][int(k)]
-        pts = np.array([entry["points"][c] for c in classes])[..., [1, 0]]  # (C, Np, 2): (i, j) -> (x, y)
-        present = np.array([c != classes[0] and (entry["presence"][c] or 0) > 0.5 for c in classes])
-        points.append(pts)
-        point_labels.append(np.where(present[:, None], 1, -1).repeat(pts.shape[1], 1))
-    lo, hi = np.percentile(image, (0.5, 99.5))
-    fig = plot_slices(
-        [np.clip((image[..., k] - lo) / max(hi - lo, 1e-6), 0, 1) for k in chosen],
-        labels=[label[..., k] for k in chosen],
-        preds=[pred[..., k] for k in chosen],
-        points=points,
-        point_labels=point_labels,
-        class_names=classes,
-        titles=[f"slice {k}" for k in chosen],
-        out_path=out_png,
-    )
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
 
 
 def _val_interval(epochs: int, target: int = 15) -> int:
@@ -161,7 +123,8 @@ def run_quickstart(
     pred_file = os.path.join(predictions, f"{test_case['case']}_seg.nii.gz")
     points_file = os.path.join(predictions, f"{test_case['case']}_points.json")
     png = os.path.join(out, "quickstart.png")
-    _figure(image_file, label_file, pred_file, points_file, png)
+    _run([py, "-m", "aisam_monai.cli", "show", image_file, "--label", label_file, "--seg", pred_file,
+          "--points", points_file, "--out", png], os.path.join(logs, "6_figure.log"))  # fmt: skip
 
     with open(os.path.join(train_dir, "eval_auto", "metrics_summary.json")) as f:
         summary = json.load(f)

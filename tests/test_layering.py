@@ -24,6 +24,7 @@ ALLOWED = {
     "engines": {"inferers", "io", "handlers", "metrics", "networks", "transforms"},
     "interactive": {"io", "networks", "transforms", "visualize", "inferers"},
     "serve": {"interactive", "io"},
+    "cli": {"interactive", "serve", "io", "visualize"},
     "quickstart": {"visualize", "interactive", "data", "io"},
 }
 

@@ -51,11 +51,6 @@ def _smooth_field(
     return out * np.sqrt(2.0 / n)
 
 
-def _soft(d: np.ndarray, width: float) -> np.ndarray:
-    """Partial-volume occupancy from a signed distance ``d`` (mm, negative inside)."""
-    return np.clip(0.5 - d / width, 0.0, 1.0)
-
-
 # ----------------------------------------------------------------------------------------------------
 # ACDC-like cine MRI
 # ----------------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ class LoadedModel(NamedTuple):
 
     Attributes:
         model: the AISAM.
-        class_names: ``C`` names, background first: ``channel_names``, or ``class_names`` with the background.
+        class_names: ``C`` names, background first: the config's ``class_names`` (foreground) after ``background``.
         intensity: the ``intensity`` entry (see :func:`aisam_monai.transforms.intensity_transform`).
     """
 
@@ -60,8 +60,8 @@ def model_from_config(config: str | Mapping, checkpoint: str) -> LoadedModel:
 
     Args:
         config: AISAM keyword arguments, as a dict or a YAML/JSON file; a file with a ``network_def`` entry is read
-            as a MONAI bundle config (``channel_names`` or ``class_names`` and ``intensity`` are taken from it when
-            given).
+            as a MONAI bundle config (its ``class_names``, the foreground classes as in the bundles, and ``intensity``
+            are taken from it when given).
         checkpoint: state dict file (see :func:`load_weights`).
 
     Raises:
@@ -84,7 +84,7 @@ def model_from_config(config: str | Mapping, checkpoint: str) -> LoadedModel:
 def model_from_bundle(bundle_dir: str, checkpoint: str | None = None, overrides: Mapping | None = None) -> LoadedModel:
     """
     Load a bundle folder through its ``configs/inference.yaml`` (or ``.json``): ``network_def``, the class names
-    (``channel_names``, or ``class_names`` without the background), the ``intensity`` mapping and the
+    (``class_names``, without the background), the ``intensity`` mapping and the
     ``checkpoint`` entry (the bundle's trained model) unless ``checkpoint`` is given.
 
     Args:
@@ -120,9 +120,7 @@ def _from_parser(parser: ConfigParser, checkpoint: str) -> LoadedModel:
     )
     model = parser.get_parsed_content("network_def")
     class_names = None
-    if "channel_names" in parser:
-        class_names = list(parser.get_parsed_content("channel_names"))
-    elif "class_names" in parser:
+    if "class_names" in parser:
         class_names = ["background", *parser.get_parsed_content("class_names")]
     intensity = dict(parser.get_parsed_content("intensity")) if "intensity" in parser else None
     load_weights(model, checkpoint)

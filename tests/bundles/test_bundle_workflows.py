@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from monai.bundle import ConfigWorkflow
 
+from aisam_monai.data import SYNAPSE_LABELS
 from aisam_monai.networks import AISAM
 
 torch.set_num_threads(1)
@@ -192,7 +193,7 @@ class TestSynapseBundle(_BundleCase):
     bundle = "synapse"
     layout_args = ["--layout", "synapse", "--cases", "5", "--size", "40", "--slices", "5", "7"]
     num_classes = 9
-    csv_classes = {"Aorta", "GB", "KL", "KR", "Liver", "PC", "SP", "SM"}
+    csv_classes = set(list(SYNAPSE_LABELS.values())[1:])  # the bundle's class_names
     eval_mode = "gt_box"
 
     def test_train_evaluate_infer(self):

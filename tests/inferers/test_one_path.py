@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from monai.bundle import run as bundle_run
 
+from aisam_monai.cli import main as aisam_main
 from aisam_monai.interactive import AISAMPredictor
-from aisam_monai.interactive.cli import main as aisam_main
 from aisam_monai.networks import AISAM
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

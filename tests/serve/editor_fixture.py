@@ -32,7 +32,7 @@ def write_editor_folder(folder: str) -> dict:
         yaml.safe_dump(
             {
                 "network_def": {"_target_": "aisam_monai.networks.AISAM", **CONFIG},
-                "channel_names": ["background", "disk"],
+                "class_names": ["disk"],
                 "intensity": {"kind": "range", "a_min": 50.0, "a_max": 350.0},
             },
             f,

@@ -16,8 +16,8 @@ import nibabel as nib
 import numpy as np
 import torch
 
+from aisam_monai.cli import main as aisam
 from aisam_monai.interactive import AISAMPredictor
-from aisam_monai.interactive.cli import main as aisam
 from aisam_monai.interactive.edit_file import read_edits
 from tests.serve.editor_fixture import AFFINE, RIGHT, D, H, W, disk_mask, write_editor_folder
 

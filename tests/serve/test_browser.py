@@ -48,7 +48,7 @@ class TestEditorInChromium(unittest.TestCase):
         cls.out = os.path.join(cls.tmp.name, "out")
         port = _free_port()
         cls.url = f"http://127.0.0.1:{port}/"
-        cmd = [sys.executable, "-m", "aisam_monai.interactive.cli", "serve", "--root", cls.files["root"],
+        cmd = [sys.executable, "-m", "aisam_monai.cli", "serve", "--root", cls.files["root"],
                "--config", cls.files["config"], "--checkpoint", cls.files["checkpoint"], "--port", str(port),
                "--out-dir", cls.out, "--no-progress"]  # fmt: skip
         env = {**os.environ, "OMP_NUM_THREADS": "1"}

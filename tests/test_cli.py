@@ -14,8 +14,8 @@ import numpy as np
 import torch
 import yaml
 
+from aisam_monai.cli import main
 from aisam_monai.interactive import AISAMPredictor, slice_points_from_record
-from aisam_monai.interactive.cli import main
 from tests.interactive.tiny_model import CONFIG, disks, trained_model
 
 H, W, D = 96, 160, 4
@@ -46,7 +46,7 @@ class TestCommandLine(unittest.TestCase):
             yaml.safe_dump(
                 {
                     "network_def": {"_target_": "aisam_monai.networks.AISAM", **CONFIG},
-                    "channel_names": ["background", "disk"],
+                    "class_names": ["disk"],
                     "intensity": {"kind": "range", "a_min": 50.0, "a_max": 350.0},
                 },
                 f,
