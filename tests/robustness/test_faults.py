@@ -31,7 +31,7 @@ from monai.bundle import run as bundle_run
 
 from aisam_monai.data.prepare import main as prepare_main
 from aisam_monai.data.synthetic import write_phantoms
-from aisam_monai.interactive.cli import main as aisam_main
+from aisam_monai.cli import main as aisam_main
 from aisam_monai.networks import AISAM
 from tests.robustness.inputs import save, volume
 

@@ -23,7 +23,7 @@ from parameterized import parameterized
 
 from aisam_monai.data.prepare import main as prepare_main
 from aisam_monai.interactive import AISAMPredictor
-from aisam_monai.interactive.cli import main as aisam_main
+from aisam_monai.cli import main as aisam_main
 from aisam_monai.io.errors import LOGGER_NAME, reported_cause
 from aisam_monai.networks import AISAM
 from tests.robustness.inputs import IMAGE_CASES, LABEL_CASES, NUM_CLASSES, SHAPE, Case, label, save, volume
@@ -79,7 +79,7 @@ class _Matrix(unittest.TestCase):
         cls.config = os.path.join(cls.tmp.name, "model.yaml")
         with open(cls.config, "w") as f:
             network = {"_target_": "aisam_monai.networks.AISAM", "num_classes": NUM_CLASSES, "sam_type": "tiny"}
-            yaml.safe_dump({"network_def": {**network, "image_size": SIZE}, "channel_names": CLASS_NAMES}, f)
+            yaml.safe_dump({"network_def": {**network, "image_size": SIZE}, "class_names": CLASS_NAMES[1:]}, f)
 
     @classmethod
     def tearDownClass(cls):
