@@ -29,9 +29,9 @@ import torch
 import yaml
 from monai.bundle import run as bundle_run
 
+from aisam_monai.cli import main as aisam_main
 from aisam_monai.data.prepare import main as prepare_main
 from aisam_monai.data.synthetic import write_phantoms
-from aisam_monai.cli import main as aisam_main
 from aisam_monai.networks import AISAM
 from tests.robustness.inputs import save, volume
 

@@ -21,9 +21,9 @@ import yaml
 from monai.bundle import run as bundle_run
 from parameterized import parameterized
 
+from aisam_monai.cli import main as aisam_main
 from aisam_monai.data.prepare import main as prepare_main
 from aisam_monai.interactive import AISAMPredictor
-from aisam_monai.cli import main as aisam_main
 from aisam_monai.io.errors import LOGGER_NAME, reported_cause
 from aisam_monai.networks import AISAM
 from tests.robustness.inputs import IMAGE_CASES, LABEL_CASES, NUM_CLASSES, SHAPE, Case, label, save, volume
