@@ -111,12 +111,7 @@ def _open(path: str, what: str) -> nib.Nifti1Image:
     """The header checks: an existing, readable 3D NIfTI (4D with one volume) with no empty axis."""
     if os.path.isdir(path):
         raise InputError(path, f"is a folder; expected a NIfTI {what} file.")
-    try:
-        img = open_volume(path)
-    except (FileNotFoundError, ValueError):
-        raise
-    except OSError as e:  # permissions, symlink loops, ...
-        raise InputError(path, f"cannot open the {what} ({e.strerror or e}).") from None
+    img = open_volume(path)  # a missing file, a symlink loop, no permission, not a NIfTI: one line
     shape = tuple(int(s) for s in img.shape)
     if 0 in shape:
         raise InputError(path, f"empty {what} of shape {shape}; expected a voxel on every axis.")

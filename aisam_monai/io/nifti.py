@@ -36,7 +36,10 @@ def open_volume(path: str | os.PathLike) -> nib.Nifti1Image:
     try:
         img = nib.load(path, keep_file_open=True)
     except Exception as e:  # nibabel raises many types for unreadable files
-        raise ValueError(f"{path}: not a readable NIfTI image ({type(e).__name__}).") from e
+        reason = getattr(e, "strerror", None) or ""
+        raise ValueError(
+            f"{path}: not a readable NIfTI image ({type(e).__name__}{': ' if reason else ''}{reason})."
+        ) from e
     shape = img.shape
     if not (len(shape) == 3 or (len(shape) == 4 and shape[3] == 1)):
         raise ValueError(f"{path}: expected a 3D volume (H, W, D), got shape {tuple(shape)}.")

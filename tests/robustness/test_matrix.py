@@ -13,6 +13,7 @@ import os
 import sys
 import tempfile
 import unittest
+from unittest import mock
 
 import nibabel as nib
 import numpy as np
@@ -181,6 +182,24 @@ class TestCommandLine(_Matrix):
     @parameterized.expand(_image_cases("refine"))
     def test_refine(self, _, case: Case):
         self._run("refine", case)
+
+
+class TestPermissions(_Matrix):
+    def test_unreadable_file(self):
+        """A file this user may not read. The tests run as root, which reads a ``chmod 000`` file anyway (and this
+        Python lives under a 0700 ``/root``, so no unprivileged child can run it): the ``PermissionError`` the
+        kernel would give is injected where nibabel opens the file."""
+        folder = self.folder("permissions")
+        image = save(os.path.join(folder, "case.nii.gz"), volume())
+        out = os.path.join(folder, "seg.nii.gz")
+        denied = PermissionError(13, "Permission denied", image)
+        argv = ["segment", image, "--config", self.config, "--checkpoint", self.checkpoint, "--out", out]
+        with mock.patch("aisam_monai.io.nifti.nib.load", side_effect=denied), _captured() as (_, stderr, _):
+            code = aisam_main(argv)
+        self.assertEqual(code, 2)
+        self.assert_no_traceback(stderr.getvalue())
+        self.assert_one_error_line(stderr.getvalue().splitlines(), image, Case("denied", None, "Permission denied"))
+        self.assertFalse(os.path.exists(out))
 
 
 class TestPredictorAndEditor(_Matrix):
