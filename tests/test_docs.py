@@ -12,12 +12,16 @@ weights. The commands are checked for running and writing their files, not for t
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
+import urllib.request
 
 import torch
 
@@ -104,6 +108,62 @@ class TestInteractiveDoc(unittest.TestCase):
         finally:
             os.chdir(cwd)
         self.assertEqual(tuple(scope["refined"].shape), tuple(scope["labels"].shape))
+
+
+class TestEditorCommand(unittest.TestCase):
+    """The ``aisam serve`` command of the README and docs/editor.md, as written (plus a free port), serves the
+    quickstart's volumes."""
+
+    def _command(self, path: str) -> str:
+        with open(path) as f:
+            blocks = re.findall(r"```bash\n(.*?)```", f.read(), re.S)
+        (block,) = [b for b in blocks if "aisam serve" in b]
+        command = block.replace("\\\n", " ")
+        return command.split("&&")[-1].strip()  # after the README's install step
+
+    def test_readme_and_editor_page_commands_serve(self):
+        commands = {
+            self._command(os.path.join(REPO, "README.md")),
+            self._command(os.path.join(REPO, "docs", "editor.md")),
+        }
+        self.assertEqual(len(commands), 1, commands)  # the README and the page show the same command
+        with tempfile.TemporaryDirectory() as root:
+            os.symlink(os.path.join(REPO, "bundles"), os.path.join(root, "bundles"))
+            _quickstart_output(root)
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            env = {
+                **os.environ,
+                "OMP_NUM_THREADS": "1",
+                "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
+            }
+            server = subprocess.Popen(
+                ["bash", "-c", f"exec {commands.pop()} --port {port}"], cwd=root, env=env,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            )  # fmt: skip
+            try:
+                deadline, listing = time.monotonic() + 120, None
+                while listing is None:
+                    try:
+                        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/volumes", timeout=2) as answer:
+                            listing = json.loads(answer.read())
+                    except OSError:
+                        if server.poll() is not None or time.monotonic() > deadline:
+                            self.fail(f"aisam serve did not start: {server.stdout.read()}")
+                        time.sleep(0.3)
+                self.assertIn("patient002_ED.nii.gz", listing["volumes"])
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/api/open", data=json.dumps({"path": "patient002_ED.nii.gz"}).encode(),
+                    headers={"Content-Type": "application/json"},
+                )  # fmt: skip
+                with urllib.request.urlopen(request, timeout=120) as answer:
+                    info = json.loads(answer.read())
+                self.assertEqual(info["classes"], ["background", "RV", "Myo", "LV"])
+            finally:
+                server.terminate()
+                server.wait(timeout=30)
+                server.stdout.close()
 
 
 if __name__ == "__main__":

@@ -94,18 +94,23 @@ class TestEditorInChromium(unittest.TestCase):
     def wait_edits(self, page, count: int) -> None:
         page.wait_for_function(f"() => window.aisam.repaintMs.length >= {count} && window.aisam.busy === 0")
 
+    def open_page(self, path: str, width: int, height: int):
+        """A new page with the volume ``path`` opened and its current slice shown."""
+        page = self.browser.new_page(viewport={"width": width, "height": height})
+        page.goto(self.url)
+        page.click(f"#volumes li[data-path='{path}']")
+        page.wait_for_function(
+            "() => { const S = window.aisam; return S.sid && S.slices[S.z] && S.slices[S.z].labels; }"
+        )
+        return page
+
     def shot(self, page, name: str) -> None:
         if self.shots:
             os.makedirs(self.shots, exist_ok=True)
             page.screenshot(path=os.path.join(self.shots, name))
 
     def test_click_drag_box_undo_save(self):
-        page = self.browser.new_page(viewport={"width": 1200, "height": 760})
-        page.goto(self.url)
-        page.click("#volumes li[data-path='case.nii.gz']")
-        page.wait_for_function(
-            "() => { const S = window.aisam; return S.sid && S.slices[S.z] && S.slices[S.z].labels; }"
-        )
+        page = self.open_page("case.nii.gz", 1200, 760)
         page.wait_for_function("() => window.aisam.progress.done === window.aisam.progress.total", timeout=120_000)
         z = self.state(page, "S.z")
         self.assertEqual(self.state(page, "S.info.shape"), [H, W, D])
@@ -176,12 +181,7 @@ class TestEditorInChromium(unittest.TestCase):
         page.close()
 
     def test_a_refused_edit_shows_a_message_and_the_page_stays_usable(self):
-        page = self.browser.new_page(viewport={"width": 1000, "height": 700})
-        page.goto(self.url)
-        page.click("#volumes li[data-path='sub/other.nii.gz']")
-        page.wait_for_function(
-            "() => { const S = window.aisam; return S.sid && S.slices[S.z] && S.slices[S.z].labels; }"
-        )
+        page = self.open_page("sub/other.nii.gz", 1000, 700)
         page.keyboard.press("Control+z")  # nothing to undo yet: the API answers 400
         page.wait_for_function("() => document.getElementById('status').className === 'error'")
         self.assertIn("nothing to undo", page.inner_text("#status"))
