@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -33,7 +34,9 @@ from aisam_monai.interactive.edit_file import prompts_record, read_edits, slice_
 from aisam_monai.interactive.predictor import AISAMPredictor
 from aisam_monai.interactive.slice_decoding import DECODE_PATHS
 from aisam_monai.io.atomic import atomic_write_json
-from aisam_monai.io.nifti import check_volume_file, write_nifti
+from aisam_monai.io.checks import NONFINITE_POLICIES, check_label_file, check_volume_file
+from aisam_monai.io.errors import LOGGER_NAME, reported_cause
+from aisam_monai.io.nifti import write_nifti
 from aisam_monai.visualize import plot_slices
 
 __all__ = ["main", "build_parser"]
@@ -68,6 +71,13 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="how edited points reach the decoder (default: generalized, or the edits file's mode)",
     )
+    group.add_argument(
+        "--nonfinite",
+        choices=NONFINITE_POLICIES,
+        default="error",
+        help="NaN or infinite input intensities: error (default, one line) or fill (NaN and -Inf set to the volume's "
+        "lowest finite intensity, +Inf to its highest, with a warning giving their number)",
+    )
     group.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     group.add_argument("--batch-size", type=int, default=8, help="slices per model call")
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -76,7 +86,10 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The ``aisam`` argument parser."""
     parser = argparse.ArgumentParser(
-        prog="aisam", description="Automatic and interactive AI-SAM segmentation of NIfTI volumes."
+        prog="aisam",
+        description="Automatic and interactive AI-SAM segmentation of NIfTI volumes.",
+        epilog=INPUT_RULES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -128,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _predictor(args: argparse.Namespace):
     kwargs = {"device": args.device, "batch_size": args.batch_size, "progress": not args.no_progress}
+    kwargs["nonfinite"] = args.nonfinite
     if args.decode_path is not None:
         kwargs["decode_path"] = args.decode_path
     if args.bundle:
@@ -156,13 +170,10 @@ def _segment(args: argparse.Namespace) -> None:
 
 def _refine(args: argparse.Namespace) -> None:
     predictor = _predictor(args)
+    predictor.set_volume(args.image)
     previous = None
     if args.seg:
-        previous = _read_volume(args.seg, "--seg")
-        expected = nib.load(args.image).shape
-        if previous.shape[:3] != expected[:3]:
-            raise ValueError(f"{args.seg}: shape {previous.shape} differs from the input's {expected}.")
-    predictor.set_volume(args.image)
+        previous = _read_volume(args.seg, "--seg", predictor.num_classes, predictor.shape)
     decode_path, edits = read_edits(args.edits, predictor)
     if decode_path is not None and args.decode_path is None:
         predictor.decode_path = decode_path
@@ -180,11 +191,12 @@ def _refine(args: argparse.Namespace) -> None:
         print(f"wrote {args.points_out}")
 
 
-def _read_volume(path: str, what: str) -> np.ndarray:
-    try:
-        check_volume_file(path)
-    except FileNotFoundError as e:
-        raise FileNotFoundError(f"{what}: {e}") from e
+def _read_volume(path: str, what: str, num_classes: int | None = None, shape: tuple | None = None) -> np.ndarray:
+    """A checked volume: an image (``num_classes`` None) or a label volume with values below ``num_classes``."""
+    if num_classes is None:
+        check_volume_file(path, what=what)
+    else:
+        check_label_file(path, num_classes, shape)
     return np.asanyarray(nib.load(path).dataobj)
 
 
@@ -195,9 +207,7 @@ def _show(args: argparse.Namespace) -> None:
     for name in ("seg", "label"):
         path = getattr(args, name)
         if path:
-            vol = _read_volume(path, f"--{name}")
-            if vol.shape[:3] != image.shape:
-                raise ValueError(f"{path}: shape {vol.shape} differs from the image's {image.shape}.")
+            vol = _read_volume(path, f"--{name}", 256, image.shape)
             volumes[name] = vol.reshape(image.shape).astype(np.int64)
     record = None
     if args.points:
@@ -270,17 +280,52 @@ def _serve(args: argparse.Namespace) -> None:
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
+INPUT_RULES = """input checks (before any model call; nothing is written when an input is bad):
+  every input volume is read once in full: a missing, truncated or corrupt file, a 2D or 4D image (a 4th axis
+  of one volume is fine), an empty axis or a non-finite affine stops with one line naming the file (status 2).
+  NaN or infinite intensities stop the command unless --nonfinite fill, which sets NaN and -Inf to the volume's
+  lowest finite intensity and +Inf to its highest, with a warning giving their number. A constant image (an
+  empty segmentation follows) and intensities beyond +-1e5 give a warning. Label volumes (--seg, --label) must
+  hold integers of the class set on the image's grid; image_size must suit the backbone; the checkpoint must
+  fit the model. Outputs are written atomically: an interrupted or failed run (a full disk) leaves the old
+  file or none, never a partial one."""
+
+
+class _OneLine(logging.Handler):
+    """Prints the input checks' lines as ``aisam COMMAND: error|warning: message`` on stderr."""
+
+    def __init__(self, command: str) -> None:
+        super().__init__(logging.WARNING)
+        self.command = command
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"aisam {self.command}: {record.levelname.lower()}: {record.getMessage()}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``aisam`` console script; returns the exit status (2 with a one-line error)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     command = {"segment": _segment, "refine": _refine, "show": _show, "serve": _serve}[args.command]
+    logger, handler = logging.getLogger(LOGGER_NAME), _OneLine(args.command)
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False
     try:
         command(args)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"aisam {args.command}: error: {e}", file=sys.stderr)
+    except (FileNotFoundError, ValueError, OSError) as e:
+        if reported_cause(e) is None:  # an error of the input checks is already printed, once
+            if isinstance(e, OSError) and not isinstance(e, FileNotFoundError) and e.strerror:
+                e = f"{e.filename or ''}: {e.strerror}; nothing was written." if e.filename else e.strerror
+            print(f"aisam {args.command}: error: {_first_line(str(e))}", file=sys.stderr)
         return 2
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
     return 0
+
+
+def _first_line(text: str) -> str:
+    return (text.strip().splitlines() or [""])[0]
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from aisam_monai.io.atomic import atomic_write_json
+from aisam_monai.io.checks import check_image_array, check_label_array
+from aisam_monai.io.errors import InputError
 from aisam_monai.io.nifti import write_nifti
 
 __all__ = [
@@ -37,13 +39,8 @@ DATALIST_NAME = "datalist.json"
 REPORT_NAME = "prepare_report.json"
 
 
-class CaseError(Exception):
+class CaseError(InputError):
     """A bad source case: ``file`` is the offending path, ``reason`` says what was expected."""
-
-    def __init__(self, file: str | os.PathLike, reason: str) -> None:
-        self.file = str(file)
-        self.reason = reason
-        super().__init__(f"{self.file}: {reason}")
 
 
 @dataclass
@@ -90,31 +87,16 @@ class PrepareResult:
     notes: list[dict] = field(default_factory=list)
 
 
-def validate_case(vol: CaseVolume, num_classes: int) -> None:
-    """Check one loaded case.
+def validate_case(vol: CaseVolume, num_classes: int, nonfinite: str = "error") -> None:
+    """Check one loaded case with the input checks (:mod:`aisam_monai.io.checks`); with ``nonfinite="fill"``
+    the image's NaN and infinite voxels are filled in place of ``vol.image`` (with a warning).
 
     Raises:
-        CaseError: non-3D volume, image/label shape mismatch, NaN/inf intensities or label values
-            outside ``0..num_classes-1``.
+        InputError: non-3D or empty volume, NaN/inf intensities (``nonfinite="error"``), image/label shape
+            mismatch, non-integer label values or values outside ``0..num_classes-1``, naming the file.
     """
-    for arr, f, what in ((vol.image, vol.image_file, "image"), (vol.label, vol.label_file, "label")):
-        if arr.ndim != 3:
-            raise CaseError(f, f"expected a 3D {what} volume, got {arr.ndim}D shape {tuple(arr.shape)}")
-    if vol.image.shape != vol.label.shape:
-        raise CaseError(
-            vol.label_file,
-            f"label shape {tuple(vol.label.shape)} != image shape {tuple(vol.image.shape)} ({vol.image_file})",
-        )
-    if np.issubdtype(vol.image.dtype, np.floating) and not np.isfinite(vol.image).all():
-        bad = int((~np.isfinite(vol.image)).sum())
-        raise CaseError(vol.image_file, f"{bad} NaN/inf intensities")
-    lab = np.asarray(vol.label)
-    if np.issubdtype(lab.dtype, np.floating) and (not np.isfinite(lab).all() or np.any(lab != np.round(lab))):
-        raise CaseError(vol.label_file, "label values must be integers")
-    values = np.unique(lab)
-    extra = values[(values < 0) | (values >= num_classes)]
-    if extra.size:
-        raise CaseError(vol.label_file, f"label values {extra.tolist()} outside the class set 0..{num_classes - 1}")
+    vol.image = check_image_array(vol.image, vol.image_file, nonfinite)
+    check_label_array(vol.label, vol.label_file, num_classes, vol.image.shape)
 
 
 def _image_dtype(image: np.ndarray) -> np.ndarray:
@@ -129,8 +111,11 @@ def prepare_cases(
     num_classes: int,
     overwrite: bool = False,
     log: Callable[[str], None] = print,
+    nonfinite: str = "error",
 ) -> PrepareResult:
     """Validate and write every case as ``images/<case>.nii.gz`` and ``labels/<case>.nii.gz``.
+
+    ``nonfinite``: what NaN/inf intensities do (:data:`~aisam_monai.io.checks.NONFINITE_POLICIES`).
 
     A case whose two outputs exist is skipped unless ``overwrite``. Bad cases are collected in
     ``PrepareResult.failures`` (with file and reason); nothing is written for them.
@@ -157,8 +142,8 @@ def prepare_cases(
             continue
         try:
             vol = sc.load()
-            validate_case(vol, num_classes)
-        except CaseError as e:
+            validate_case(vol, num_classes, nonfinite)
+        except InputError as e:
             result.failures.append({"case": sc.case, "file": e.file, "reason": e.reason})
             log(f"FAILED {sc.case}: {e}")
             continue

@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 from monai.data import load_decathlon_datalist
 
 from aisam_monai.data.cases import DATALIST_NAME
+from aisam_monai.io.checks import check_label_file, check_volume_file
 from aisam_monai.io.errors import reported
-from aisam_monai.io.nifti import check_volume_file
 
 __all__ = ["load_datalist", "dataset_info", "dataset_intensity", "inference_items"]
 
@@ -43,19 +43,27 @@ def dataset_intensity(dataset_dir: str, default: Mapping) -> dict:
 
 
 def load_datalist(
-    dataset_dir: str, split: str = "training", num_classes: int | None = None, check_splits: Sequence[str] = ()
+    dataset_dir: str,
+    split: str = "training",
+    num_classes: int | None = None,
+    check_splits: Sequence[str] = (),
+    check_contents: bool = True,
 ) -> list[dict]:
     """
     Items of one split of ``dataset_dir/datalist.json`` with absolute ``image``/``label`` paths.
 
-    Every file of ``split`` and of ``check_splits`` must exist, and the datalist's ``num_classes`` must match;
-    otherwise one line names the file and what was expected.
+    Every file of ``split`` and of ``check_splits`` must exist and pass the input checks (images:
+    :func:`~aisam_monai.io.checks.check_volume_file`, finite intensities; labels:
+    :func:`~aisam_monai.io.checks.check_label_file`, the image's grid and values below ``num_classes``), and the
+    datalist's ``num_classes`` must match; otherwise one line names the file and what was expected.
 
     Args:
         dataset_dir: folder written by ``python -m aisam_monai.data.prepare``.
         split: ``"training"``, ``"validation"`` or ``"test"``.
         num_classes: expected number of classes (background included), checked when given.
         check_splits: further splits whose files are checked as well (e.g. the validation split at training).
+        check_contents: read every listed file through the checks (False: only their existence; for callers that
+            check the files themselves).
 
     Raises:
         FileNotFoundError: missing folder, datalist or listed file.
@@ -80,21 +88,26 @@ def load_datalist(
             for key in ("image", "label"):
                 if key in item and not os.path.isfile(item[key]):
                     raise reported(FileNotFoundError(f"{item[key]}: listed in {path} ({name}) but missing."))
+        for item in items[name] if check_contents else ():
+            shape = check_volume_file(item["image"]).shape
+            if "label" in item:
+                check_label_file(item["label"], num_classes or info.get("num_classes", 256), shape)
     return items[split]
 
 
 def inference_items(
-    dataset_dir: str, input_image: str | Sequence[str] | None = None, split: str = "test"
+    dataset_dir: str, input_image: str | Sequence[str] | None = None, split: str = "test", nonfinite: str = "error"
 ) -> list[dict]:
     """
     Inference inputs: ``input_image`` (one path or a list) when given, else the ``split`` list of the dataset;
-    every file is checked to be a 3D volume before inference starts.
+    every file passes :func:`~aisam_monai.io.checks.check_volume_file` (with the ``nonfinite`` policy) before
+    inference starts.
     """
     if input_image:
         paths = [input_image] if isinstance(input_image, str) else list(input_image)
         items = [{"image": os.path.abspath(p)} for p in paths]
     else:
-        items = [{"image": item["image"]} for item in load_datalist(dataset_dir, split)]
+        items = [{"image": item["image"]} for item in load_datalist(dataset_dir, split, check_contents=False)]
     for item in items:
-        check_volume_file(item["image"])
+        check_volume_file(item["image"], nonfinite, warn=False)  # the reader warns when it reads the file
     return items

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from aisam_monai.data import acdc, synapse
 from aisam_monai.data.cases import prepare_cases, ratio_split, write_datalist
+from aisam_monai.io.checks import NONFINITE_POLICIES, check_nonfinite_policy
 
 __all__ = ["prepare", "main"]
 
@@ -61,6 +62,7 @@ def prepare(
     seed: int = 0,
     overwrite: bool = False,
     log=print,
+    nonfinite: str = "error",
 ) -> dict:
     """Prepare ``dataset`` (``acdc`` or ``synapse``) from ``source`` into ``out``; return the report.
 
@@ -74,7 +76,10 @@ def prepare(
         ratios: training/validation/test fractions for ``ratio`` (and ACDC ``auto`` without lists).
         seed: seed of the ratio split.
         overwrite: rewrite cases that are already prepared.
+        nonfinite: NaN/inf intensities: ``error`` (the case fails) or ``fill`` (the image's finite extremes are
+            written in their place, with a warning); see :data:`~aisam_monai.io.checks.NONFINITE_POLICIES`.
     """
+    check_nonfinite_policy(nonfinite)
     source, out = Path(source).resolve(), Path(out).resolve()
     if not source.is_dir():
         raise ValueError(f"{source}: source folder not found")
@@ -85,7 +90,7 @@ def prepare(
     meta_fn = acdc.acdc_meta if dataset == "acdc" else synapse.synapse_meta
     meta = meta_fn(form, spacing) | {"source": meta_fn(form, spacing)["source"] | {"path": str(source)}}
     log(f"{dataset}: {form} form, {len(cases)} cases in {source}")
-    result = prepare_cases(cases, out, meta["num_classes"], overwrite=overwrite, log=log)
+    result = prepare_cases(cases, out, meta["num_classes"], overwrite=overwrite, log=log, nonfinite=nonfinite)
     patients = sorted({c.patient for c in cases})
     chosen = _resolve_split(split, ratios, seed, patients, form_split, dataset)
     return write_datalist(out, result, chosen, meta, log=log)
@@ -114,15 +119,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the ratio split")
     parser.add_argument("--overwrite", action="store_true", help="rewrite cases that are already prepared")
     parser.add_argument(
+        "--nonfinite",
+        choices=NONFINITE_POLICIES,
+        default="error",
+        help="NaN/inf intensities: error (the case fails, default) or fill (set to the image's finite extremes, "
+        "with a warning)",
+    )
+    parser.add_argument(
         "--skip-bad", action="store_true", help="exit 0 even when some cases failed (they stay in the report)"
     )
     args = parser.parse_args(argv)
     try:
         report = prepare(
             args.dataset, args.source, args.out, form=args.form, spacing=args.spacing, split=args.split,
-            ratios=args.ratios, seed=args.seed, overwrite=args.overwrite,
+            ratios=args.ratios, seed=args.seed, overwrite=args.overwrite, nonfinite=args.nonfinite,
         )  # fmt: skip
-    except ValueError as e:
+    except (ValueError, OSError) as e:
+        if isinstance(e, OSError) and e.filename:  # a full disk: the file being written is named
+            e = f"{e.filename}: {e.strerror}; the files already written are complete, re-run to finish."
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0 if report["ok"] or args.skip_bad else 1

@@ -16,6 +16,8 @@ import nibabel as nib
 import numpy as np
 
 from aisam_monai.data.cases import CaseError, CaseVolume
+from aisam_monai.io.checks import check_readable
+from aisam_monai.io.errors import InputError
 
 __all__ = ["read_nifti", "zhw_affine", "read_h5", "read_npz", "zhw_volume", "read_list", "stack_slices"]
 
@@ -30,8 +32,15 @@ def read_nifti(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, list[st
         CaseError: unreadable file.
     """
     try:
+        check_readable(path)  # the whole file, streamed: a truncated or oversized file fails before any allocation
+    except (FileNotFoundError, ValueError) as e:
+        reason = e.reason if isinstance(e, InputError) else f"unreadable NIfTI: {str(e).removeprefix(f'{path}: ')}"
+        raise CaseError(path, reason) from None
+    try:
         img = nib.load(str(path))
         data = np.asanyarray(img.dataobj)
+        if data.ndim == 4 and data.shape[3] == 1:  # one volume stored as 4D
+            data = data[..., 0]
     except Exception as e:  # nibabel raises many types for corrupt files
         raise CaseError(path, f"unreadable NIfTI ({type(e).__name__}: {e})") from e
     affine = np.array(img.affine, dtype=np.float64)

@@ -13,6 +13,7 @@ import numpy as np
 
 from aisam_monai.data.cases import CaseError, CaseVolume, SourceCase
 from aisam_monai.data.sources import read_h5, read_list, read_nifti, read_npz, stack_slices, zhw_volume
+from aisam_monai.io.checks import check_label_array
 
 __all__ = [
     "SYNAPSE_LABELS",
@@ -119,10 +120,7 @@ def find_btcv(source: Path) -> tuple[list[SourceCase], None]:
             image, affine, notes = read_nifti(image_file)
             label, _, _ = read_nifti(label_file)
             lab = np.asarray(label)
-            values = np.unique(lab)
-            bad = values[(values < 0) | (values > 13) | (values != np.round(values))]
-            if bad.size:
-                raise CaseError(label_file, f"label values {bad.tolist()} outside the BTCV class set 0..13")
+            check_label_array(lab, str(label_file), len(BTCV_LABELS))  # the BTCV values 0..13, mapped below
             return CaseVolume(
                 image, BTCV_TO_SYNAPSE[lab.astype(np.int64)], affine, str(image_file), str(label_file), notes
             )

@@ -12,6 +12,7 @@ from monai.engines import Evaluator
 from monai.engines.utils import IterationEvents
 
 from aisam_monai.inferers.streaming import StreamingNiftiInferer
+from aisam_monai.io.errors import reported
 from aisam_monai.io.nifti import case_stem
 from aisam_monai.io.points_record import write_points_file
 
@@ -66,6 +67,18 @@ class StreamingEvaluator(Evaluator):
         self.autocast = amp
         self.amp_dtype = amp_dtype
         self.logger = logging.getLogger("aisam_monai.writer")
+        self.write_error: OSError | None = None
+
+    def run(self, global_epoch: int = 1) -> None:  # type: ignore[override]
+        """
+        Segment every item. A failed write (a full disk) stops the run and is raised as one reported line
+        (:func:`~aisam_monai.io.errors.reported`) once the engine has stopped, outside Ignite's exception handlers
+        (which would log it again with a traceback); the atomic writer left that output as it was.
+        """
+        self.write_error = None
+        super().run(global_epoch)
+        if self.write_error is not None:
+            raise reported(self.write_error) from None
 
     def _iteration(self, engine: StreamingEvaluator, batchdata: dict) -> dict:  # type: ignore[override]
         image = str(batchdata["image"])
@@ -74,7 +87,12 @@ class StreamingEvaluator(Evaluator):
         device = torch.device(engine.state.device)
         with engine.mode(self.network), torch.no_grad():
             with torch.autocast(device.type, dtype=self.amp_dtype, enabled=self.autocast and device.type == "cuda"):
-                result = self.inferer(image, seg_path, self.network)
+                try:
+                    result = self.inferer(image, seg_path, self.network)
+                except OSError as e:  # a full disk: stop, and report it after the run (see ``run``)
+                    self.write_error = e
+                    engine.terminate()
+                    return {}
         engine.fire_event(IterationEvents.FORWARD_COMPLETED)
         points_path = write_points_file(
             self.output_dir,

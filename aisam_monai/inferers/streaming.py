@@ -12,6 +12,7 @@ from monai.utils import optional_import
 
 from aisam_monai.inferers.volume_inferer import SliceVolumeInferer
 from aisam_monai.io.atomic import atomic_write_bytes
+from aisam_monai.io.checks import check_nonfinite_policy
 from aisam_monai.io.nifti_slabs import NiftiSlabReader, NiftiSlabWriter
 
 tqdm, _ = optional_import("tqdm", name="tqdm")
@@ -36,6 +37,8 @@ class StreamingNiftiInferer:
         slab_slices: slices per slab, rounded up to a multiple of ``inferer.sw_batch_size`` (so the forward
             batches are those of the whole-volume path).
         progress: show a progress bar over the slabs.
+        nonfinite: what NaN and infinite intensities do, one of :data:`~aisam_monai.io.checks.NONFINITE_POLICIES`
+            (``error`` by default; ``fill`` sets them to the volume's finite extremes, with a warning).
 
     Example::
 
@@ -47,7 +50,12 @@ class StreamingNiftiInferer:
     """
 
     def __init__(
-        self, inferer: SliceVolumeInferer, intensity: Mapping, slab_slices: int = 32, progress: bool = False
+        self,
+        inferer: SliceVolumeInferer,
+        intensity: Mapping,
+        slab_slices: int = 32,
+        progress: bool = False,
+        nonfinite: str = "error",
     ) -> None:
         if inferer.needs_label:
             raise ValueError(
@@ -58,6 +66,7 @@ class StreamingNiftiInferer:
         step = inferer.sw_batch_size
         self.slab_slices = max(step, -(-slab_slices // step) * step)
         self.progress = progress
+        self.nonfinite = check_nonfinite_policy(nonfinite)
 
     def __call__(
         self, image_path: str | os.PathLike, output_path: str | os.PathLike, network: torch.nn.Module
@@ -73,10 +82,11 @@ class StreamingNiftiInferer:
             ``shape`` (stored shape of the input and the output) and ``affine`` (``4 x 4``).
 
         Raises:
-            FileNotFoundError, ValueError: missing, unreadable or non-3D input (one line naming the file).
+            FileNotFoundError, ValueError: an input :func:`~aisam_monai.io.checks.check_volume_file` rejects (one
+            line naming the file), before the output is touched.
         """
         axis = self.inferer.spatial_dim
-        reader = NiftiSlabReader(image_path, self.intensity, slice_axis=axis, slab_slices=self.slab_slices)
+        reader = NiftiSlabReader(image_path, self.intensity, axis, self.slab_slices, self.nonfinite)
         device = next(network.parameters()).device
         points, probs = [], []
 

@@ -26,8 +26,9 @@ from aisam_monai.interactive.slice_decoding import (
     slice_point_mode,
     slice_prediction,
 )
+from aisam_monai.io.checks import check_image_array, check_nonfinite_policy
 from aisam_monai.io.model_loading import LoadedModel, model_from_bundle, model_from_config
-from aisam_monai.io.nifti import check_volume_file
+from aisam_monai.io.nifti_slabs import NiftiSlabReader
 from aisam_monai.networks import AISAM
 from aisam_monai.transforms import inference_transforms, to_model_input
 from aisam_monai.transforms.slice_geometry import model_to_pixel
@@ -83,6 +84,9 @@ class AISAMPredictor:
         batch_size: slices per encoder/decoder call on volumes.
         cache_size: number of slices whose embeddings and results are kept.
         progress: progress bar over the batches of :meth:`predict_volume`.
+        nonfinite: what NaN and infinite input intensities do, one of
+            :data:`~aisam_monai.io.checks.NONFINITE_POLICIES` (``error``: one line; ``fill``: the volume's finite
+            extremes, with a warning).
 
     Example::
 
@@ -105,6 +109,7 @@ class AISAMPredictor:
         batch_size: int = 8,
         cache_size: int = 32,
         progress: bool = True,
+        nonfinite: str = "error",
     ) -> None:
         self.model = model.eval()
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -124,6 +129,7 @@ class AISAMPredictor:
         self.cache_size = max(1, cache_size)
         self.progress = progress
         self.decode_path = decode_path
+        self.nonfinite = check_nonfinite_policy(nonfinite)
         self._volume: torch.Tensor | None = None
         self._edits: EditState | None = None
         self.meta: dict = {}
@@ -170,6 +176,7 @@ class AISAMPredictor:
             batch_size=self.batch_size,
             cache_size=self.cache_size,
             progress=False,
+            nonfinite=self.nonfinite,
         )
 
     # ------------------------------------------------------------------------------------------ input
@@ -212,23 +219,29 @@ class AISAMPredictor:
 
     def set_volume(self, volume) -> None:
         """
-        Set a 3D volume: a NIfTI (or other MONAI-readable) file path, or an array/tensor/MetaTensor ``(H, W, D)``
-        or ``(1, H, W, D)`` of raw intensities. Slices are taken along the last axis. Intensities are mapped to
-        [0, 1] over the whole volume as the bundle's preprocessing does. Clears all cached embeddings and edits.
+        Set a 3D volume: a NIfTI file path, or an array/tensor/MetaTensor ``(H, W, D)`` or ``(1, H, W, D)`` of raw
+        intensities. Slices are taken along the last axis. Intensities are mapped to [0, 1] over the whole volume as
+        the bundle's preprocessing does: a file is read by the bundles' reader
+        (:class:`~aisam_monai.io.nifti_slabs.NiftiSlabReader`, with its checks and exact per-volume percentiles), so
+        the predictor and the bundles' inference see the same values. Clears all cached embeddings and edits.
+
+        Raises:
+            FileNotFoundError, ValueError: a bad input (one line naming the file, :mod:`aisam_monai.io.checks`).
         """
         if isinstance(volume, (str, os.PathLike)):
-            path = os.fspath(volume)
-            check_volume_file(path)
-            vol = inference_transforms(self.intensity)({"image": path})["image"]
+            reader = NiftiSlabReader(volume, self.intensity, slice_axis=2, nonfinite=self.nonfinite)
+            vol = torch.from_numpy(np.concatenate([slab for _, slab in reader], axis=-1))
+            self.meta = {"filename_or_obj": reader.path, "affine": torch.as_tensor(reader.affine)}
         else:
             vol = volume if isinstance(volume, torch.Tensor) else torch.as_tensor(np.asarray(volume))
-            if vol.ndim == 3:
-                vol = vol[None]
-            if vol.ndim != 4 or vol.shape[0] != 1:
-                raise ValueError(f"set_volume expects a volume (H, W, D) or (1, H, W, D), got {tuple(vol.shape)}.")
-            vol = inference_transforms(self.intensity, load=False)({"image": vol.float()})["image"]
-        self.meta = dict(vol.meta) if isinstance(vol, MetaTensor) else {}
-        self._volume = convert_to_tensor(vol, track_meta=False)[0].float().cpu()
+            meta = dict(vol.meta) if isinstance(vol, MetaTensor) else {}
+            vol = convert_to_tensor(vol, track_meta=False)
+            vol = vol[0] if vol.ndim == 4 and vol.shape[0] == 1 else vol
+            array = vol.detach().cpu().numpy()
+            filled = check_image_array(array, "set_volume", self.nonfinite, what="volume (H, W, D)")
+            vol = inference_transforms(self.intensity, load=False)({"image": torch.as_tensor(filled)[None].float()})
+            vol, self.meta = convert_to_tensor(vol["image"], track_meta=False)[0], meta
+        self._volume = vol.float().cpu()
         # per slice: the image embedding and what the prompter computes from it alone (AISAM.prompter_logits)
         self._embeddings: OrderedDict[int, tuple[torch.Tensor, dict]] = OrderedDict()
         self._results = OrderedDict()

@@ -17,6 +17,7 @@ import torch
 from monai.bundle import ConfigParser
 
 from aisam_monai.io.checkpoint import check_checkpoint
+from aisam_monai.io.checks import check_model_settings
 from aisam_monai.networks import AISAM
 
 __all__ = ["LoadedModel", "load_weights", "model_from_bundle", "model_from_config"]
@@ -74,6 +75,7 @@ def model_from_config(config: str | Mapping, checkpoint: str) -> LoadedModel:
         content = ConfigParser.load_config_file(config)
     if "network_def" in content:
         return _from_parser(ConfigParser(content), checkpoint)
+    check_model_settings(content.get("sam_type", "vit_b"), content.get("image_size", 1024))
     model = AISAM(**content)
     load_weights(model, checkpoint)
     return LoadedModel(model, None, None)
@@ -112,6 +114,10 @@ def model_from_bundle(bundle_dir: str, checkpoint: str | None = None, overrides:
 
 def _from_parser(parser: ConfigParser, checkpoint: str) -> LoadedModel:
     """Model from ``network_def`` with its weights, and the class names and intensity of the config."""
+    check_model_settings(
+        parser.get_parsed_content("network_def#sam_type", default="vit_b"),
+        parser.get_parsed_content("network_def#image_size", default=1024),
+    )
     model = parser.get_parsed_content("network_def")
     class_names = None
     if "class_names" in parser:

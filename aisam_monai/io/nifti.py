@@ -1,5 +1,6 @@
 # Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
-"""NIfTI files: atomic writing, lazy opening and checking of 3D input volumes, and the case name of a file."""
+"""NIfTI files: atomic writing, lazy opening of 3D input volumes (checked by :mod:`aisam_monai.io.checks`), and the
+case name of a file."""
 
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ import nibabel as nib
 import numpy as np
 
 from aisam_monai.io.atomic import atomic_write_bytes
-from aisam_monai.io.errors import reported
 
-__all__ = ["write_nifti", "open_volume", "check_volume_file", "case_stem"]
+__all__ = ["write_nifti", "open_volume", "case_stem"]
 
 
 def write_nifti(path: str | os.PathLike, array: np.ndarray, affine: np.ndarray) -> None:
@@ -36,19 +36,14 @@ def open_volume(path: str | os.PathLike) -> nib.Nifti1Image:
     try:
         img = nib.load(path, keep_file_open=True)
     except Exception as e:  # nibabel raises many types for unreadable files
-        raise ValueError(f"{path}: not a readable NIfTI image ({type(e).__name__}).") from e
+        reason = getattr(e, "strerror", None) or ""
+        raise ValueError(
+            f"{path}: not a readable NIfTI image ({type(e).__name__}{': ' if reason else ''}{reason})."
+        ) from e
     shape = img.shape
     if not (len(shape) == 3 or (len(shape) == 4 and shape[3] == 1)):
         raise ValueError(f"{path}: expected a 3D volume (H, W, D), got shape {tuple(shape)}.")
     return img
-
-
-def check_volume_file(path: str) -> None:
-    """Raise one line (logged too) unless ``path`` is a readable 3D image (a trailing singleton 4th axis is fine)."""
-    try:
-        open_volume(path)
-    except (FileNotFoundError, ValueError) as e:
-        raise reported(e) from e
 
 
 def case_stem(path: str | os.PathLike) -> str:

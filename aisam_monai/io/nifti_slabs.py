@@ -5,7 +5,9 @@ number of slices in memory whatever the depth.
 
 * :class:`NiftiSlabReader`: slabs of a 3D NIfTI with the datalist's intensity window applied, equal to
   ``LoadImaged`` + :class:`~aisam_monai.transforms.ScaleToUnitd` on the whole volume; per-volume percentiles are
-  gathered in a first streaming pass (:func:`stream_percentiles`).
+  gathered in a first streaming pass (:func:`stream_percentiles`). The file is checked first
+  (:func:`~aisam_monai.io.checks.check_volume_file`, with its non-finite policy). It is the one file reader of the
+  bundles' inference and of :class:`~aisam_monai.interactive.AISAMPredictor`, so both see the same intensities.
 * :class:`NiftiSlabWriter`: a uint8 label NIfTI written slab after slab (gzip-streamed when the path ends in
   ``.gz``).
 
@@ -26,6 +28,7 @@ import numpy as np
 from nibabel.arrayproxy import ArrayProxy
 from nibabel.volumeutils import apply_read_scaling
 
+from aisam_monai.io.checks import VolumeSummary, check_volume_file
 from aisam_monai.io.nifti import open_volume
 from aisam_monai.transforms.intensity import intensity_transform
 
@@ -45,7 +48,13 @@ def _order_statistic_interp(values_at, n: int, q: float) -> float:
     return float(a + (pos - lo) * (b - a))
 
 
-def stream_percentiles(img: nib.Nifti1Image, qs: Sequence[float], slab_slices: int = 32, path: str = "") -> list[float]:
+def stream_percentiles(
+    img: nib.Nifti1Image,
+    qs: Sequence[float],
+    slab_slices: int = 32,
+    path: str = "",
+    summary: VolumeSummary | None = None,
+) -> list[float]:
     """
     Percentiles ``qs`` (0-100, numpy's linear interpolation) of the stored intensities of a NIfTI volume, read
     slab by slab along its last axis.
@@ -59,6 +68,8 @@ def stream_percentiles(img: nib.Nifti1Image, qs: Sequence[float], slab_slices: i
         qs: percentiles in [0, 100].
         slab_slices: slices per read.
         path: file name for error messages.
+        summary: what :func:`~aisam_monai.io.checks.check_volume_file` found: its finite range replaces the first
+            pass over float volumes, and non-finite voxels are counted as its fill values.
     """
     shape = tuple(img.shape)
     depth = shape[2]
@@ -85,16 +96,16 @@ def stream_percentiles(img: nib.Nifti1Image, qs: Sequence[float], slab_slices: i
 
         return [_order_statistic_interp(values_at, n, q) for q in qs]
 
-    lo, hi = np.inf, -np.inf
-    for start in starts:
-        slab = np.asarray(img.dataobj[:, :, start : start + slab_slices], dtype=np.float32)
-        lo, hi = min(lo, float(np.nanmin(slab))), max(hi, float(np.nanmax(slab)))
+    if summary is None:
+        summary = check_volume_file(img.get_filename())
+    fill = summary.fill
+    lo, hi = np.float32(summary.minimum), np.float32(summary.maximum)
     if not lo < hi:  # a constant volume (or all NaN)
         return [lo] * len(qs)
     edges = np.linspace(lo, hi, HISTOGRAM_BINS + 1)
     counts = np.zeros(HISTOGRAM_BINS, dtype=np.int64)
     for start in starts:
-        slab = np.asarray(img.dataobj[:, :, start : start + slab_slices], dtype=np.float32)
+        slab = _filled(np.asarray(img.dataobj[:, :, start : start + slab_slices], dtype=np.float32), fill)
         counts += np.histogram(slab, bins=edges)[0]
     cumulative = np.cumsum(counts)
 
@@ -105,6 +116,13 @@ def stream_percentiles(img: nib.Nifti1Image, qs: Sequence[float], slab_slices: i
         return edges[bins] + inside * (edges[bins + 1] - edges[bins])
 
     return [_order_statistic_interp(binned_values_at, int(cumulative[-1]), q) for q in qs]
+
+
+def _filled(values: np.ndarray, fill: tuple[float, float] | None) -> np.ndarray:
+    """A copy of ``values`` with NaN and -Inf set to ``fill[0]`` and +Inf to ``fill[1]``, or ``values`` itself."""
+    if fill is None:
+        return values
+    return np.nan_to_num(values, nan=fill[0], posinf=fill[1], neginf=fill[0])
 
 
 class NiftiSlabReader:
@@ -121,17 +139,27 @@ class NiftiSlabReader:
         intensity: the datalist's ``intensity`` entry (see :func:`~aisam_monai.transforms.intensity_transform`).
         slice_axis: stored axis along which slices are taken; 2 (the last) streams, 0 or 1 loads the volume once.
         slab_slices: slices per slab.
+        nonfinite: what NaN and infinite intensities do, one of :data:`~aisam_monai.io.checks.NONFINITE_POLICIES`.
 
     Raises:
-        FileNotFoundError, ValueError: missing file, unreadable file, not a 3D volume (one line naming the file).
+        FileNotFoundError, ValueError: any input :func:`~aisam_monai.io.checks.check_volume_file` rejects (one line
+        naming the file), checked when the reader is made, before any slab is read.
     """
 
-    def __init__(self, path: str | os.PathLike, intensity: Mapping, slice_axis: int = 2, slab_slices: int = 32) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        intensity: Mapping,
+        slice_axis: int = 2,
+        slab_slices: int = 32,
+        nonfinite: str = "error",
+    ) -> None:
         if slice_axis not in (0, 1, 2):
             raise ValueError(f"slice_axis must be 0, 1 or 2, got {slice_axis}.")
         if slab_slices < 1:
             raise ValueError(f"slab_slices must be positive, got {slab_slices}.")
-        self.path = str(path)
+        self.path = os.fspath(path)
+        self.summary = check_volume_file(self.path, nonfinite)
         self.img = open_volume(self.path)
         self.slice_axis = slice_axis
         self.slab_slices = slab_slices
@@ -142,7 +170,8 @@ class NiftiSlabReader:
         self.depth = self.shape[slice_axis]
         transform = intensity_transform(intensity, "image", in_place=True)
         if transform.lower is not None:
-            lo, hi = stream_percentiles(self.img, (transform.lower, transform.upper), slab_slices, self.path)
+            qs = (transform.lower, transform.upper)
+            lo, hi = stream_percentiles(self.img, qs, slab_slices, self.path, self.summary)
             transform = intensity_transform({"kind": "range", "a_min": lo, "a_max": hi}, "image", in_place=True)
         self._scale = transform
         self._volume = None
@@ -152,9 +181,9 @@ class NiftiSlabReader:
         try:
             if self.streaming:
                 slab = self.img.dataobj[:, :, start:stop]
-                return np.asarray(slab.reshape(slab.shape[:3]), dtype=np.float32)
+                return _filled(np.asarray(slab.reshape(slab.shape[:3]), dtype=np.float32), self.summary.fill)
             if self._volume is None:  # slices across the stored order: one read of the whole volume
-                volume = np.asarray(self.img.dataobj, dtype=np.float32)
+                volume = _filled(np.asarray(self.img.dataobj, dtype=np.float32), self.summary.fill)
                 self._volume = np.moveaxis(volume.reshape(volume.shape[:3]), self.slice_axis, -1)
             return np.array(self._volume[..., start:stop])
         except Exception as e:

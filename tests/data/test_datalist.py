@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from aisam_monai.data.datalist import dataset_intensity, inference_items, load_datalist
-from aisam_monai.io.nifti import check_volume_file
+from aisam_monai.io.checks import check_volume_file
 
 torch.set_num_threads(1)
 

@@ -112,7 +112,7 @@ class TestNiftiSlabReader(unittest.TestCase):
         with self.assertRaises(ValueError) as ctx:
             list(NiftiSlabReader(path, CT, slab_slices=4))
         self.assertIn(path, str(ctx.exception))
-        self.assertIn("slices 4..7", str(ctx.exception))
+        self.assertIn("slices 5..7 missing", str(ctx.exception))  # found by the input checks, before any slab
 
 
 class TestNiftiSlabWriter(unittest.TestCase):
