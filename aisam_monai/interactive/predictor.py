@@ -3,7 +3,11 @@
 """Interactive AI-SAM: cached image embeddings, automatic points, and the model rerun on edited slices.
 
 The interactive use of AI-SAM (arXiv 2312.03119): generated points a person can move, delete or add to. The edits
-themselves live in :mod:`aisam_monai.interactive.edit_state`; this module runs the model on what they change.
+themselves live in :mod:`aisam_monai.interactive.edit_state` and the decode paths in
+:mod:`aisam_monai.interactive.slice_decoding`; this module runs the model on what the edits change. It is longer
+than most (about 460 lines) because :class:`AISAMPredictor` is the one public object of interactive use: the thin
+edit methods that forward to the edit state, with their docstrings, are a third of it, and splitting them off would
+only split the API a user reads.
 """
 
 from __future__ import annotations
