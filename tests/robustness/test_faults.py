@@ -140,6 +140,7 @@ class _Faults(unittest.TestCase):
                 checkpoint=self.checkpoint,
                 output_dir=output_dir,
                 dataset_dir=self.tmp.name,
+                sam_type="tiny",
                 image_size=SIZE,
                 slab_slices=8,
                 progress=False,

@@ -249,6 +249,7 @@ class TestBundles(_Matrix):
                     config_file=[os.path.join(BUNDLE, "configs", c) for c in configs],
                     bundle_root=BUNDLE,
                     checkpoint=self.checkpoint,
+                    sam_type="tiny",
                     image_size=SIZE,
                     device="$torch.device('cpu')",
                     progress=False,
@@ -352,7 +353,7 @@ class TestSettings(_Matrix):
         image = save(os.path.join(folder, "case.nii.gz"), volume())
         out = os.path.join(folder, "seg.nii.gz")
         argv = ["segment", image, "--bundle", BUNDLE, "--checkpoint", checkpoint, "--out", out, "--no-progress"]
-        argv += ["--override", f"image_size={SIZE}", *override]
+        argv += ["--override", "sam_type=tiny", "--override", f"image_size={SIZE}", *override]
         with _captured() as (_, stderr, _):
             code = aisam_main(argv)
         self.assertEqual(code, 2)
@@ -374,7 +375,7 @@ class TestSettings(_Matrix):
                     output_dir=os.path.join(folder, "out"),
                     dataset_dir=folder,
                     device="$torch.device('cpu')",
-                    **{"image_size": SIZE, **overrides},
+                    **{"sam_type": "tiny", "image_size": SIZE, **overrides},
                 )
                 error_raised = None
             except Exception as e:  # noqa: BLE001
