@@ -36,7 +36,7 @@ from aisam_monai.interactive.slice_decoding import DECODE_PATHS
 from aisam_monai.io.atomic import atomic_write_json
 from aisam_monai.io.checks import NONFINITE_POLICIES, check_label_file, check_volume_file
 from aisam_monai.io.errors import LOGGER_NAME, reported_cause
-from aisam_monai.io.nifti import write_nifti
+from aisam_monai.io.nifti import write_labels_like
 from aisam_monai.visualize import plot_slices
 
 __all__ = ["main", "build_parser"]
@@ -151,17 +151,10 @@ def _predictor(args: argparse.Namespace):
     return AISAMPredictor.from_checkpoint(args.checkpoint, args.config, **kwargs)
 
 
-def _write_seg(path: str, labels, image_path: str) -> None:
-    """Write ``labels`` as uint8 NIfTI with the shape and affine of ``image_path``."""
-    ref = nib.load(image_path)
-    array = np.asarray(labels, dtype=np.uint8).reshape(ref.shape)
-    write_nifti(path, array, ref.affine)
-
-
 def _segment(args: argparse.Namespace) -> None:
     predictor = _predictor(args)
     predictor.set_volume(args.image)
-    _write_seg(args.out, predictor.predict_volume(), args.image)
+    write_labels_like(args.out, predictor.predict_volume(), args.image)
     print(f"wrote {args.out}")
     if args.points_out:
         atomic_write_json(args.points_out, prompts_record(predictor, args.image))
@@ -184,7 +177,7 @@ def _refine(args: argparse.Namespace) -> None:
         labels = torch.as_tensor(np.asarray(previous).reshape(predictor.shape).astype(np.uint8))
         for z, pred in predictor.predict_slices(changed).items():
             labels[..., z] = pred.labels
-    _write_seg(args.out, labels, args.image)
+    write_labels_like(args.out, labels, args.image)
     print(f"wrote {args.out} ({len(changed)} slices changed by the edits)")
     if args.points_out:
         atomic_write_json(args.points_out, prompts_record(predictor, args.image))

@@ -11,7 +11,7 @@ import numpy as np
 
 from aisam_monai.io.atomic import atomic_write_bytes
 
-__all__ = ["write_nifti", "open_volume", "case_stem"]
+__all__ = ["write_nifti", "write_labels_like", "open_volume", "case_stem"]
 
 
 def write_nifti(path: str | os.PathLike, array: np.ndarray, affine: np.ndarray) -> None:
@@ -20,6 +20,12 @@ def write_nifti(path: str | os.PathLike, array: np.ndarray, affine: np.ndarray) 
     img.set_sform(affine, code=1)
     img.set_qform(affine, code=1)
     atomic_write_bytes(path, lambda tmp: nib.save(img, tmp), suffix=".nii.gz")
+
+
+def write_labels_like(path: str | os.PathLike, labels, image_path: str | os.PathLike) -> None:
+    """Write ``labels`` as uint8 NIfTI with the shape and affine of the image ``image_path``, atomically."""
+    ref = nib.load(image_path)
+    write_nifti(path, np.asarray(labels, dtype=np.uint8).reshape(ref.shape), ref.affine)
 
 
 def open_volume(path: str | os.PathLike) -> nib.Nifti1Image:

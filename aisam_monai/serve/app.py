@@ -22,7 +22,7 @@ from fastapi import Body, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
 from aisam_monai.interactive.predictor import AISAMPredictor
-from aisam_monai.io.nifti import write_nifti
+from aisam_monai.io.nifti import write_labels_like
 from aisam_monai.serve.session import EditError, EditorSession
 
 __all__ = ["create_app", "NIFTI_SUFFIXES"]
@@ -260,17 +260,8 @@ def create_app(
         labels_path, edits_path = f"{stem}_seg.nii.gz", f"{stem}_edits.json"
         with session.lock:
             labels = session.labels()
-            write_nifti_like(labels_path, labels.numpy(), session.image)
+            write_labels_like(labels_path, labels.numpy(), session.image)
             session.save_edits(edits_path)
         return {"labels": labels_path, "edits": edits_path}
 
     return app
-
-
-def write_nifti_like(path: str, labels, image_path: str) -> None:
-    """Write ``labels`` as uint8 NIfTI with the shape and affine of ``image_path``, atomically."""
-    import nibabel as nib
-    import numpy as np
-
-    ref = nib.load(image_path)
-    write_nifti(path, np.asarray(labels, dtype=np.uint8).reshape(ref.shape), ref.affine)
