@@ -15,7 +15,7 @@ from aisam_monai.transforms.intensity import (
     to_model_input,
 )
 from aisam_monai.transforms.label_promptsd import ClassPresenced, LabelBoxesd, RandLabelPointsd
-from aisam_monai.transforms.presets import eval_transforms, inference_transforms, train_transforms
+from aisam_monai.transforms.presets import eval_transforms, inference_transforms, slice_transforms, train_transforms
 from aisam_monai.transforms.slice_geometry import (
     box_mask,
     box_to_model,
@@ -46,6 +46,7 @@ __all__ = [
     "LabelBoxesd",
     "RandLabelPointsd",
     "train_transforms",
+    "slice_transforms",
     "eval_transforms",
     "inference_transforms",
 ]

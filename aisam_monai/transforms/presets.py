@@ -3,6 +3,7 @@
 chain out in YAML.
 
 * :func:`train_transforms`: datalist item -> random 2D slices ready for AI-SAM (§3.3);
+* :func:`slice_transforms`: its per-slice part (augmentation, resize, channels, normalisation, presence);
 * :func:`eval_transforms`: datalist item -> whole volume and label in [0, 1] on the native grid (the
   slice-wise inferer resizes each batch of slices itself);
 * :func:`inference_transforms`: the same for an image alone; its output can be inverted with ``Invertd``.
@@ -29,7 +30,7 @@ from aisam_monai.transforms.intensity import SAMNormalized, intensity_transform
 from aisam_monai.transforms.label_promptsd import ClassPresenced, LabelBoxesd, RandLabelPointsd
 from aisam_monai.transforms.slicing import RandSliceSampled
 
-__all__ = ["train_transforms", "eval_transforms", "inference_transforms"]
+__all__ = ["train_transforms", "slice_transforms", "eval_transforms", "inference_transforms"]
 
 
 def _load(keys: Sequence[str], orientation: str | None) -> list:
@@ -96,6 +97,43 @@ def train_transforms(
             keys, "label", spatial_axis=slice_axis, num_samples=slices_per_volume, foreground_prob=foreground_prob
         ),
     ]
+    chain += _slice_chain(
+        image_size, num_classes, augment, aug_prob, flips, sam_normalize, lowres_label, num_points, boxes
+    )
+    return Compose(chain)
+
+
+def slice_transforms(
+    image_size: int,
+    num_classes: int,
+    *,
+    augment: bool = True,
+    aug_prob: float = 0.5,
+    flips: bool = True,
+    sam_normalize: bool = True,
+) -> Compose:
+    """
+    The part of :func:`train_transforms` after the slice sampling: one ``(1, H, W)`` ``image`` (in [0, 1]) and
+    ``label`` slice to ``image`` float32 ``(3, S, S)``, ``label`` float32 ``(1, S, S)`` and ``multi_hot`` float32
+    ``(C,)``, with the same augmentation; the arguments are those of :func:`train_transforms`. The embedding cache
+    (:class:`~aisam_monai.engines.EmbeddingCache`) builds its entries with it.
+    """
+    return Compose(_slice_chain(image_size, num_classes, augment, aug_prob, flips, sam_normalize, False, 0, False))
+
+
+def _slice_chain(
+    image_size: int,
+    num_classes: int,
+    augment: bool,
+    aug_prob: float,
+    flips: bool,
+    sam_normalize: bool,
+    lowres_label: bool,
+    num_points: int,
+    boxes: bool,
+) -> list:
+    keys = ["image", "label"]
+    chain = []
     if augment:
         chain += [RandRot90Flipd(keys, prob=aug_prob)] if flips else []
         chain += [RandIntegerRotated(keys, prob=aug_prob), RandScaleCropd(keys, prob=aug_prob)]
@@ -115,7 +153,7 @@ def train_transforms(
     if num_points > 0:
         chain.append(RandLabelPointsd("label", num_classes, num_points))
     chain.append(EnsureTyped(keys + (["label_lowres"] if lowres_label else []), dtype=torch.float32, track_meta=False))
-    return Compose(chain)
+    return chain
 
 
 def eval_transforms(intensity: Mapping, *, orientation: str | None = None, load: bool = True) -> Compose:
