@@ -68,7 +68,12 @@ def check_cache_settings(
     ``train_encoder`` False) and ``cache_augmentations`` an integer >= 0, > 0 only with ``augment``.
     """
     if not isinstance(cache_embeddings, bool):
-        raise reported(InputError("cache_embeddings", f"must be True or False, got {cache_embeddings!r}."))
+        raise reported(
+            InputError(
+                "cache_embeddings",
+                f"must be True or False (capitalised on the command line), got {cache_embeddings!r}.",
+            )
+        )
     if not cache_embeddings:
         return
     if use_lora is not False or train_encoder is not False:
@@ -115,8 +120,8 @@ class EmbeddingCache:
             dataset's entries).
         cache_dir: folder of the cache (created when missing).
         sam_type: the backbone's name, recorded in the manifest.
-        sam_checkpoint: the encoder's checkpoint file (recorded by path, size and modification time), or None.
         intensity: the datalist's ``intensity`` entry.
+        sam_checkpoint: the encoder's checkpoint file (recorded by path, size and modification time), or None.
         slice_axis: spatial axis of the slices.
         num_augmentations: augmented copies ``K`` cached per slice.
         aug_prob: probability of each augmentation step (as :func:`~aisam_monai.transforms.train_transforms`).
@@ -133,8 +138,8 @@ class EmbeddingCache:
         data: Sequence[Mapping],
         cache_dir: str,
         sam_type: str,
+        intensity: Mapping,
         sam_checkpoint: str | None = None,
-        intensity: Mapping | None = None,
         slice_axis: int = 2,
         num_augmentations: int = 0,
         aug_prob: float = 0.5,
@@ -159,7 +164,7 @@ class EmbeddingCache:
         self.cache_dir = cache_dir
         self.sam_type = sam_type
         self.sam_checkpoint = sam_checkpoint
-        self.intensity = dict(intensity or {"kind": "percentile"})
+        self.intensity = dict(intensity)
         self.slice_axis = slice_axis
         self.num_augmentations = num_augmentations
         self.aug_prob = aug_prob
@@ -228,7 +233,7 @@ class EmbeddingCache:
         _LOGGER.info(
             f"building embedding cache {self.cache_dir}: {len(todo)} of {len(files)} volumes"
             + (f" ({done} already written)" if done else "")
-            + f", each slice and {self.num_augmentations} augmented copies"
+            + f", the original slices and {self.num_augmentations} augmented copies of each"
         )
         start, entries = time.perf_counter(), 0
         bar = tqdm(todo, desc="embedding cache", unit="volume") if self.progress and tqdm else None
