@@ -99,7 +99,7 @@ def _tensors_sha1(module: torch.nn.Module) -> str:
     digest = hashlib.sha1()
     for name, value in sorted(module.state_dict().items()):
         digest.update(name.encode())
-        digest.update(value.detach().cpu().contiguous().view(torch.uint8).numpy())
+        digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
     return digest.hexdigest()
 
 
