@@ -11,7 +11,7 @@ import unittest
 
 import torch
 
-from benchmarks import bench_editor, bench_flops, bench_forward, bench_train_step, bench_volume
+from benchmarks import bench_cache, bench_editor, bench_flops, bench_forward, bench_train_step, bench_volume
 from benchmarks.reference import reference_forward
 
 torch.set_num_threads(1)
@@ -27,6 +27,12 @@ class TestBenchmarkSmoke(unittest.TestCase):
         self.assertEqual(record["benchmark"], name)
         self.assertEqual(record["env"]["device"], "cpu")
         return record
+
+    def test_cache(self):
+        record = self._run(bench_cache, "cache")
+        self.assertEqual([r["path"] for r in record["rows"]], ["images", "cache"])
+        self.assertTrue(all(r["first_epoch_s"] > 0 and r["later_epochs_mean_s"] > 0 for r in record["rows"]))
+        self.assertGreater(record["summary"]["epoch_speedup"], 0)
 
     def test_editor(self):
         (row,) = self._run(bench_editor, "editor")["rows"]
