@@ -206,9 +206,9 @@ class EmbeddingCache:
         settings = self.settings()
         manifest = os.path.join(self.cache_dir, MANIFEST)
         old = None
-        if os.path.isfile(manifest):
+        if os.path.isfile(manifest):  # written atomically: whole or absent
             with open(manifest) as f:
-                old = _load_json(f.read())
+                old = json.load(f)
         files = [self.volume_file(i) for i in range(len(self.data))]
         if old != settings:
             if old is not None:
@@ -310,13 +310,6 @@ class EmbeddingCache:
         record["copy"] = torch.tensor(parts["copy"], dtype=torch.int16)
         record["embedding"] = torch.cat(embeddings)
         return record
-
-
-def _load_json(text: str):
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None
 
 
 def _size_mb(files: Sequence[str]) -> float:
