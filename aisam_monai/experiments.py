@@ -198,6 +198,7 @@ class Experiments:
         self.out = out
         self.base = base
         self.bundle_dir = os.path.join("bundles", base.bundle)
+        self._trained: set[str] = set()  # the runs trained or found finished in this session
         columns = list(TABLE_COLUMNS[base.bundle])
         self.columns = columns if "HD95" in columns else ["DICE", "HD95", *columns[1:]]
 
@@ -222,6 +223,8 @@ class Experiments:
     def train(self, settings: RunSettings) -> str:
         """Train ``settings`` into :meth:`run_dir` unless finished there (an interrupted run resumes); its folder."""
         run_dir = self.run_dir(settings)
+        if settings.name in self._trained:
+            return run_dir
         record = {
             "settings": dataclasses.asdict(settings),
             "dataset_dir": os.path.abspath(self.dataset_dir),
@@ -236,6 +239,7 @@ class Experiments:
                 raise SystemExit(f"{done}: the run was trained with other settings; use another --out.")
             if os.path.isfile(model):
                 print(f"reusing {settings.name} (trained)", flush=True)
+                self._trained.add(settings.name)
                 return run_dir
         last = find_last_checkpoint(run_dir) if os.path.isdir(run_dir) else None
         print(f"{'resuming from ' + last if last else 'training'} {settings.name}", flush=True)
@@ -245,6 +249,7 @@ class Experiments:
         if not os.path.isfile(model):
             raise SystemExit(f"{model}: the training wrote no model (no validation ran); see {run_dir}/train.log.")
         atomic_write_json(done, record)
+        self._trained.add(settings.name)
         return run_dir
 
     def evaluate(self, settings: RunSettings, eval_mode: str) -> dict:
