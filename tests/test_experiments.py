@@ -11,6 +11,7 @@ import io
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from aisam_monai.experiments import (
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {"OMP_NUM_THREADS": "1", "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
+TABLES = ("table1", "table2", "table3")
 FAST = ["--sam_type", "tiny", "--image_size", "64", "--epochs", "1", "--override", "batch_size=2"]
 
 
@@ -101,6 +103,18 @@ class TestRunSettings(unittest.TestCase):
         for bad in ("num_points=2", "epochs=3", "seed", "hard_points=maybe"):
             with self.assertRaises(SystemExit, msg=bad):
                 _settings_of("--override", bad)
+
+
+class TestPaperTablesPage(unittest.TestCase):
+    def test_commands_parse(self):
+        """The page's commands (hours each) are valid: tables and options parse; TestTablesEndToEnd runs them small."""
+        with open(os.path.join(REPO, "docs", "paper_tables.md")) as f:
+            blocks = re.findall(r"```bash\n(.*?)```", f.read(), re.S)
+        commands = [shlex.split(line) for block in blocks for line in block.splitlines() if line.strip()]
+        self.assertEqual([c[:4] for c in commands], [["python", "-m", "aisam_monai.experiments", t] for t in TABLES])
+        for command in commands:  # the page's --dataset_dir and --out come after the helper's
+            self.assertEqual(_settings_of(*command[4:]).name, "acdc_litemedsam_s128_e40_np4_hard_full")
+        self.assertEqual(parse_args(commands[1][3:]).points, [1, 2, 4, 8, 16])
 
 
 class TestBadInput(unittest.TestCase):
