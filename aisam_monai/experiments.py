@@ -63,7 +63,7 @@ _RESERVED = ("dataset_dir", "output_dir", "eval_mode", "sam_type", "image_size",
              "num_points", "prompt_heuristic_loss", "sharpness_weight", "diversity_weight", "cache_embeddings",
              "cache_augmentations", "progress")  # fmt: skip
 DONE = "experiment_run.json"
-"""The file a finished training leaves in its folder: its settings (the run is reused when they match)."""
+"""A training's settings and whether it finished, in its folder (a finished run is reused when they match)."""
 
 
 def _bool(value: str) -> bool:
@@ -172,9 +172,12 @@ def scores(summary: dict, columns: Sequence[str]) -> dict:
 
 
 def format_cells(values: dict, columns: Sequence[str], signed: bool = False) -> list[str]:
-    """Markdown cells of :func:`scores` (or their differences): Dice in percent, HD95 as is, two decimals."""
+    """Markdown cells of :func:`scores` (or their differences): Dice in percent, HD95 as is, two decimals; None
+    (an HD95 undefined in every case) as ``n/a``."""
     spec = "+.2f" if signed else ".2f"
-    return [format(values[c] if c == "HD95" else 100 * values[c], spec) for c in columns]
+    return [
+        "n/a" if values[c] is None else format(values[c] if c == "HD95" else 100 * values[c], spec) for c in columns
+    ]
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -235,20 +238,20 @@ class Experiments:
         if os.path.isfile(done):
             with open(done) as f:
                 stored = json.load(f)
-            if stored != record:
-                raise SystemExit(f"{done}: the run was trained with other settings; use another --out.")
-            if os.path.isfile(model):
+            if {k: v for k, v in stored.items() if k != "finished"} != record:
+                raise SystemExit(f"{done}: the run was started with other settings; use another --out.")
+            if stored["finished"] and os.path.isfile(model):
                 print(f"reusing {settings.name} (trained)", flush=True)
                 self._trained.add(settings.name)
                 return run_dir
         last = find_last_checkpoint(run_dir) if os.path.isdir(run_dir) else None
         print(f"{'resuming from ' + last if last else 'training'} {settings.name}", flush=True)
-        os.makedirs(run_dir, exist_ok=True)
+        atomic_write_json(done, {**record, "finished": False})  # creates run_dir
         overrides = {"dataset_dir": self.dataset_dir, "output_dir": run_dir, **settings.train_overrides()}
         _run(_bundle_cmd("training", ["train.yaml"], overrides, self.bundle_dir), os.path.join(run_dir, "train.log"))
         if not os.path.isfile(model):
             raise SystemExit(f"{model}: the training wrote no model (no validation ran); see {run_dir}/train.log.")
-        atomic_write_json(done, record)
+        atomic_write_json(done, {**record, "finished": True})
         self._trained.add(settings.name)
         return run_dir
 
@@ -294,7 +297,9 @@ class Experiments:
                 row[key] = {**self.evaluate(settings, mode), "W at inference": w}
                 md.append([row["label"], train_w, w, *format_cells(row[key]["scores"], self.columns)])
             generalized, one_hot = row["generalized"]["scores"], row["one_hot"]["scores"]
-            row["delta"] = {c: generalized[c] - one_hot[c] for c in self.columns}
+            row["delta"] = {
+                c: None if None in (generalized[c], one_hot[c]) else generalized[c] - one_hot[c] for c in self.columns
+            }
             md.append(
                 [row["label"], train_w, "Δ generalized - one-hot", *format_cells(row["delta"], self.columns, True)]
             )

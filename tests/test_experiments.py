@@ -95,6 +95,11 @@ class TestRunSettings(unittest.TestCase):
         self.assertNotIn("cache_augmentations", evaluation)
         self.assertEqual((evaluation["eval_mode"], evaluation["seed"]), ("soft_points", "1"))
 
+    def test_cells(self):
+        values = {"DICE": 0.5, "HD95": 3.25, "RV": 0.123456, "Myo": 1.0, "LV": None}
+        self.assertEqual(format_cells(values, list(values)), ["50.00", "3.25", "12.35", "100.00", "n/a"])
+        self.assertEqual(format_cells({"DICE": 0.01, "HD95": -1.0}, ["DICE", "HD95"], signed=True), ["+1.00", "-1.00"])
+
     def test_options(self):
         settings = _settings_of("--override", "hard_points=false", "--override", "seed=3", "--cache_embeddings")
         self.assertEqual(
@@ -211,7 +216,8 @@ class TestTablesEndToEnd(unittest.TestCase):
         self.assertEqual(len(self.models), 3)  # full, none, Np = 1
         for run in os.listdir(os.path.join(self.out, "runs")):
             with open(os.path.join(self.out, "runs", run, "experiment_run.json")) as f:
-                self.assertEqual(json.load(f)["settings"]["epochs"], 1)
+                record = json.load(f)
+            self.assertEqual((record["finished"], record["settings"]["epochs"]), (True, 1))
 
     def test_second_invocation_reuses_every_run(self):
         for table, printed in self.second.items():
@@ -225,7 +231,7 @@ class TestTablesEndToEnd(unittest.TestCase):
         settings = RunSettings(sam_type="tiny", image_size=64, epochs=1, overrides=(("batch_size", "2"),))
         other = Experiments(os.path.join(self.root, "elsewhere"), self.out, settings)  # another dataset
         self.assertTrue(os.path.isdir(other.run_dir(settings)))
-        with self.assertRaisesRegex(SystemExit, "other settings"):
+        with self.assertRaisesRegex(SystemExit, "started with other settings"):
             other.train(settings)
 
 
