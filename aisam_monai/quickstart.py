@@ -46,8 +46,9 @@ def _run(cmd: list[str], log_path: str) -> None:
         raise SystemExit(f"step failed (exit {code}), see {log_path}: {(errors or lines)[-1]}")
 
 
-def _bundle_cmd(run_id: str, configs: list[str], overrides: dict) -> list[str]:
-    files = [os.path.join(BUNDLE, "configs", c) for c in configs]
+def _bundle_cmd(run_id: str, configs: list[str], overrides: dict, bundle: str = BUNDLE) -> list[str]:
+    """``python -m monai.bundle run run_id`` with the ``configs`` of ``bundle`` (overlaid in order), ``--key value``."""
+    files = [os.path.join(bundle, "configs", c) for c in configs]
     config_arg = files[0] if len(files) == 1 else str(files)
     cmd = [sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", config_arg]
     for key, value in overrides.items():

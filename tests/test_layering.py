@@ -27,6 +27,7 @@ ALLOWED = {
     "cli": {"interactive", "serve", "io", "visualize"},
     "serving": {"data", "interactive", "io"},
     "quickstart": {"visualize", "interactive", "data", "io"},
+    "experiments": {"quickstart", "data", "io", "metrics"},
 }
 
 

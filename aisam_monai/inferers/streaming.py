@@ -59,7 +59,8 @@ class StreamingNiftiInferer:
     ) -> None:
         if inferer.needs_label:
             raise ValueError(
-                f"eval_prompts {inferer.eval_prompts!r} needs a label; stream only 'auto' or 'one_hot_points'."
+                f"eval_prompts {inferer.eval_prompts!r} needs a label; "
+                "stream only 'auto', 'one_hot_points' or 'soft_points'."
             )
         self.inferer = inferer
         self.intensity = dict(intensity)

@@ -20,11 +20,15 @@ tqdm, _ = optional_import("tqdm", name="tqdm")
 
 __all__ = ["EVAL_PROMPTS", "SliceVolumeInferer"]
 
-EVAL_PROMPTS = ("auto", "gt_label", "random_points", "gt_box", "one_hot_points", "gt_points_only")
-"""The prompts an evaluation gives the model. ``auto``: generated points and classifier gate; ``gt_label``:
-ground-truth presence replaces the gate; ``random_points``: N ground-truth clicks per class appended to the
-generated points; ``gt_box``: ground-truth boxes; ``one_hot_points``: ``onehot(argmax W)`` points (Table 3);
-``gt_points_only``: ``Np`` ground-truth clicks per class replace the generated points (the prompt-quality test)."""
+EVAL_PROMPTS = ("auto", "gt_label", "random_points", "gt_box", "one_hot_points", "soft_points", "gt_points_only")
+"""The prompts an evaluation gives the model. ``auto``: generated points as trained (``onehot(argmax W)`` for a
+``hard_points`` model, else ``softmax W``) and classifier gate; ``gt_label``: ground-truth presence replaces the gate;
+``random_points``: N ground-truth clicks per class appended to the generated points; ``gt_box``: ground-truth boxes;
+``one_hot_points``: ``onehot(argmax W)`` points and ``soft_points``: ``softmax W`` (generalized) points, whatever the
+training used (the two evaluations of the paper's Table 3, arXiv 2312.03119); ``gt_points_only``: ``Np`` ground-truth
+clicks per class replace the generated points (the prompt-quality test)."""
+
+_POINT_MODES = {"one_hot_points": "one_hot", "soft_points": "soft"}
 
 _LABEL_PROMPTS = ("gt_label", "random_points", "gt_box", "gt_points_only")
 _PROMPT_KEYS = ("points", "point_labels", "boxes", "class_labels", "present")
@@ -49,7 +53,8 @@ class SliceVolumeInferer(Inferer):
         image_size: model input side ``S``.
         sw_batch_size: slices per forward pass.
         spatial_dim: axis of the spatial shape ``(H, W, D)`` along which slices are taken (2: the last).
-        eval_prompts: one of :data:`EVAL_PROMPTS`; all but ``auto`` and ``one_hot_points`` need the label.
+        eval_prompts: one of :data:`EVAL_PROMPTS`; all but ``auto``, ``one_hot_points`` and ``soft_points`` need the
+            label.
         num_random_points: clicks per class of ``random_points``.
         gate: class gate of the label combination: ``"hard"``, ``"soft"`` or ``"none"``.
         threshold: presence threshold of the hard gate.
@@ -210,8 +215,8 @@ class SliceVolumeInferer(Inferer):
                 )
             if self.needs_label:
                 kwargs.update(self._label_prompts(lab.long(), num_classes, num_points, generator))
-            if self.eval_prompts == "one_hot_points":
-                kwargs["point_mode"] = "one_hot"
+            if self.eval_prompts in _POINT_MODES:
+                kwargs["point_mode"] = _POINT_MODES[self.eval_prompts]
             if prompts is not None:
                 user = self._user_prompts(prompts, index, (h, w), device)
                 if "points" in user and "points" in kwargs:

@@ -36,6 +36,8 @@ class AISAMLoss(_Loss):
         seg_weight, cls_weight, heuristic_weight: term weights (1, 1, 1); 0 disables a term.
         lambda_dice, lambda_ce: weights inside ``DiceCELoss`` (1, 1).
         heuristic: the prompt heuristic loss (default: reference constants).
+        prompt_heuristic: False trains without the prompt heuristic loss (the "w/o heuristic loss" row of the paper's
+            Table 3, arXiv 2312.03119): it is not computed, and its parts are reported as 0.
     """
 
     def __init__(
@@ -47,6 +49,7 @@ class AISAMLoss(_Loss):
         lambda_dice: float = 1.0,
         lambda_ce: float = 1.0,
         heuristic: PromptHeuristicLoss | None = None,
+        prompt_heuristic: bool = True,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -55,6 +58,7 @@ class AISAMLoss(_Loss):
             to_onehot_y=True, softmax=True, include_background=True, lambda_dice=lambda_dice, lambda_ce=lambda_ce
         )
         self.heuristic = heuristic or PromptHeuristicLoss()
+        self.prompt_heuristic = prompt_heuristic
 
     def forward(
         self, outputs: dict, target: torch.Tensor, presence: torch.Tensor | None = None
@@ -68,7 +72,8 @@ class AISAMLoss(_Loss):
 
         Returns:
             ``loss`` (the weighted total to back-propagate) and the detached parts ``seg``, ``cls``,
-            ``point_correctness``, ``point_sharpness``, ``diversity``, ``heuristic``.
+            ``point_correctness``, ``point_sharpness``, ``diversity``, ``heuristic`` (all 0 without the prompt
+            heuristic loss).
         """
         logits = outputs["logits"]
         if target.ndim != 4 or target.shape[1] != 1 or target.shape[0] != logits.shape[0]:
@@ -86,9 +91,11 @@ class AISAMLoss(_Loss):
             if class_logits is not None
             else zero
         )
-        terms = self.heuristic.terms(outputs["point_weights"].float(), outputs["point_features"].float(), target)
-        parts.update(terms)
-        parts["heuristic"] = self.heuristic.combine(terms)
+        if self.prompt_heuristic:
+            terms = self.heuristic.terms(outputs["point_weights"].float(), outputs["point_features"].float(), target)
+            parts.update(terms, heuristic=self.heuristic.combine(terms))
+        else:
+            parts.update(dict.fromkeys(("point_correctness", "point_sharpness", "diversity", "heuristic"), zero))
         total = (
             self.seg_weight * parts["seg"] + self.cls_weight * parts["cls"] + self.heuristic_weight * parts["heuristic"]
         )

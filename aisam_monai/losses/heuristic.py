@@ -14,9 +14,11 @@ __all__ = ["PromptHeuristicLoss"]
 
 class PromptHeuristicLoss(_Loss):
     """
-    ``correctness_weight * L_pc + sharpness_weight * L_ps + (within_weight * L_in + across_weight * L_out)``,
-    with the reference constants as defaults. ``L_pc`` and ``L_ps`` average over the point slots of the
-    classes present in the target; the diversity terms over all anchors.
+    ``correctness_weight * L_pc + sharpness_weight * L_ps + diversity_weight * (within_weight * L_in + across_weight
+    * L_out)``, with the reference constants as defaults. ``L_pc`` and ``L_ps`` average over the point slots of the
+    classes present in the target; the diversity terms over all anchors. ``diversity_weight=0`` and
+    ``sharpness_weight=0`` give the ablations of the paper's Table 3 (arXiv 2312.03119): "w/o diversity" and
+    "w/o diversity & sharpness".
 
     Args:
         gamma: smoothing of the point losses (0.1).
@@ -25,6 +27,7 @@ class PromptHeuristicLoss(_Loss):
         within_weight: weight of within-class diversity (0.2).
         across_weight: weight of across-class diversity (0.5).
         temperature: diversity InfoNCE temperature (1/7).
+        diversity_weight: weight of the whole diversity term (1.0; 0 removes it from the total).
     """
 
     def __init__(
@@ -35,6 +38,7 @@ class PromptHeuristicLoss(_Loss):
         within_weight: float = 0.2,
         across_weight: float = 0.5,
         temperature: float = 1 / 7,
+        diversity_weight: float = 1.0,
     ) -> None:
         super().__init__()
         self.correctness = PointCorrectnessLoss(gamma)
@@ -42,11 +46,12 @@ class PromptHeuristicLoss(_Loss):
         self.diversity = PromptDiversityLoss(temperature, within_weight, across_weight)
         self.correctness_weight = correctness_weight
         self.sharpness_weight = sharpness_weight
+        self.diversity_weight = diversity_weight
 
     def terms(
         self, point_weights: torch.Tensor, point_features: torch.Tensor, target: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        """Unweighted ``point_correctness``, ``point_sharpness`` and the (weighted) ``diversity``."""
+        """Unweighted ``point_correctness`` and ``point_sharpness``; ``diversity`` with its within/across weights."""
         return {
             "point_correctness": self.correctness(point_weights, target),
             "point_sharpness": self.sharpness(point_weights, target),
@@ -58,7 +63,7 @@ class PromptHeuristicLoss(_Loss):
         return (
             self.correctness_weight * terms["point_correctness"]
             + self.sharpness_weight * terms["point_sharpness"]
-            + terms["diversity"]
+            + self.diversity_weight * terms["diversity"]
         )
 
     def forward(self, point_weights: torch.Tensor, point_features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ __all__ = ["AIPrompter", "BOX_FILL"]
 BOX_FILL = -1e4
 """Logit given to positions outside a class's box (finite, so a fully masked row stays NaN-free)."""
 
-POINT_MODES = ("generalized", "one_hot", "none")
+POINT_MODES = ("generalized", "one_hot", "soft", "none")
 
 
 class AIPrompter(nn.Module):
@@ -93,11 +93,14 @@ class AIPrompter(nn.Module):
     def select(self, logits: torch.Tensor, point_mode: str = "generalized") -> torch.Tensor:
         """
         Weights used to build the prompts from logits ``(..., h*w)``: straight-through Gumbel one-hot
-        (training, hard points), softmax (soft points), or ``onehot(argmax)`` (evaluation, and always
-        for ``point_mode="one_hot"``).
+        (training, hard points), softmax (soft points), or ``onehot(argmax)`` (evaluation). ``point_mode="one_hot"``
+        always gives ``onehot(argmax)`` and ``point_mode="soft"`` always the softmax, whatever ``hard_points`` and the
+        training mode: the one-hot and generalized (soft ``W``) evaluations of the paper's Table 3.
         """
         if point_mode == "one_hot":
             return F.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)
+        if point_mode == "soft":
+            return logits.softmax(-1)
         if self.hard_points:
             if self.training or self.sample_at_inference:
                 return F.gumbel_softmax(logits, tau=1.0, hard=True, dim=-1)
@@ -135,7 +138,8 @@ class AIPrompter(nn.Module):
             image: ``(B, D, h, w)`` image embedding ``X`` (pass it detached).
             dense_pe: ``(1, D, h, w)`` SAM dense positional encoding ``P``.
             box_mask: optional boolean ``(B, C, h, w)``; logits outside are set to ``BOX_FILL``.
-            point_mode: ``"generalized"``, ``"one_hot"`` or ``"none"`` (weights are still computed).
+            point_mode: ``"generalized"`` (as trained, see :meth:`select`), ``"one_hot"``, ``"soft"`` or ``"none"``
+                (weights are still computed).
             embedding_logits: :meth:`embedding_logits` of ``image`` when already computed (same result, faster).
 
         Returns:

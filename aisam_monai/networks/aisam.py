@@ -214,8 +214,10 @@ class AISAM(nn.Module):
                 and sets its mask logits outside the box to ``-1e4``.
             class_labels: optional ``(B, C)`` multi-hot replacing the classifier gate in
                 :meth:`predict_labels`.
-            point_mode: ``"generalized"`` (``W @ PE``), ``"one_hot"`` (``onehot(argmax W) @ PE``, Table 3),
-                or ``"none"`` (no generated points: user points only).
+            point_mode: ``"generalized"`` (``W @ PE`` with ``W`` as trained: ``onehot(argmax)`` at evaluation with
+                ``hard_points``, else the softmax), ``"one_hot"`` (``onehot(argmax W) @ PE``), ``"soft"``
+                (``softmax(W) @ PE`` whatever ``hard_points``; these two are the paper's Table 3 evaluations), or
+                ``"none"`` (no generated points: user points only).
 
         Returns:
             a dict with ``logits (B, C, 4h, 4w)`` (:attr:`mask_size`; ``S/4`` for the SAM backbones),

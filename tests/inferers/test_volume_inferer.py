@@ -108,6 +108,7 @@ class TestSliceVolumeInferer(unittest.TestCase):
             ["random_points", {"points", "point_labels"}],
             ["gt_box", {"boxes"}],
             ["one_hot_points", {"point_mode"}],
+            ["soft_points", {"point_mode"}],
             ["gt_points_only", {"points", "point_labels", "point_mode"}],
         ]
     )
@@ -205,3 +206,26 @@ class TestEvalPromptsWithAISAM(unittest.TestCase):
             out = inferer(vol, model, label=label if inferer.needs_label else None)
         self.assertEqual(out["pred"].shape, (1, 40, 36, 5))
         self.assertTrue(set(out["pred"].unique().tolist()) <= {0, 1, 2})
+
+    def test_point_weights_of_table3(self):
+        """``one_hot_points`` and ``soft_points`` build the points from ``onehot(argmax W)`` and ``softmax W`` whatever
+        the training used; ``auto`` uses the W of the training (one-hot for ``hard_points``)."""
+        vol = torch.rand(1, 40, 36, 3)
+
+        def logits(model, mode):
+            seen = []
+            hook = model.register_forward_hook(lambda m, args, out: seen.append(out["logits"]))
+            with torch.no_grad():
+                SliceVolumeInferer(image_size=64, sw_batch_size=3, eval_prompts=mode)(vol, model)
+            hook.remove()
+            return torch.cat(seen)
+
+        torch.manual_seed(0)
+        hard = AISAM(3, sam_type="tiny", image_size=64, hard_points=True).eval()
+        soft = AISAM(3, sam_type="tiny", image_size=64, hard_points=False).eval()
+        soft.load_state_dict(hard.state_dict())
+        auto = logits(hard, "auto")
+        torch.testing.assert_close(logits(hard, "one_hot_points"), auto, rtol=0, atol=0)
+        self.assertGreater(float((logits(hard, "soft_points") - auto).abs().max()), 1e-3)
+        torch.testing.assert_close(logits(soft, "soft_points"), logits(soft, "auto"), rtol=0, atol=0)
+        torch.testing.assert_close(logits(soft, "soft_points"), logits(hard, "soft_points"), rtol=0, atol=0)
