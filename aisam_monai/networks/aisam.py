@@ -102,6 +102,18 @@ class AISAM(nn.Module):
             **PROMPTER_SIZES.get(sam_type, DEFAULT_PROMPTER_SIZE),
         )
 
+    def train(self, mode: bool = True) -> AISAM:
+        """
+        ``nn.Module.train``, except that an image encoder which is not trained as a whole (frozen, or LoRA-tuned)
+        stays in evaluation mode: its normalisation layers (LiteMedSAM's TinyViT has BatchNorm) keep their
+        pretrained statistics, and an embedding is the same in training as in inference (and in the embedding
+        cache).
+        """
+        super().train(mode)
+        if not all(p.requires_grad for p in self.sam.image_encoder.parameters()):
+            self.sam.image_encoder.eval()
+        return self
+
     @property
     def grid(self) -> tuple[int, int]:
         """``(h, w)`` of the image embedding (``S/16``; ``S/8`` for ``tiny``)."""

@@ -245,6 +245,11 @@ class TestTraining(unittest.TestCase):
         self.assertTrue(all(p.requires_grad for p in model.prompter.parameters()))
         full = _model(4, 64, train_encoder=True)
         self.assertTrue(all(p.requires_grad for p in full.sam.image_encoder.parameters()))
+        # in training mode only an encoder trained as a whole leaves evaluation mode
+        self.assertEqual(
+            (model.train().sam.image_encoder.training, full.train().sam.image_encoder.training), (False, True)
+        )
+        self.assertTrue(model.sam.mask_decoder.training and model.prompter.training)
 
 
 if __name__ == "__main__":

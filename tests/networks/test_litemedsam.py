@@ -97,6 +97,23 @@ class TestLiteMedSAMWeights(unittest.TestCase):
             self.assertEqual(tuple(out["logits"].shape), (2, 4, size, size))
             self.assertEqual(tuple(out["point_weights"].shape), (2, 4, 4, size // 4, size // 4))
 
+    def test_frozen_encoder_keeps_its_batchnorm_statistics_in_training(self):
+        """train() leaves a frozen (or LoRA-tuned) TinyViT in eval mode: same embedding, running stats unchanged."""
+        for use_lora in (False, True):
+            model = AISAM(num_classes=3, sam_type="litemedsam", image_size=128, use_lora=use_lora).eval()
+            norms = [m for m in model.sam.image_encoder.modules() if isinstance(m, nn.BatchNorm2d)]
+            self.assertTrue(norms)
+            before = [m.running_mean.clone() for m in norms]
+            x = torch.rand(2, 3, 128, 128)
+            with torch.no_grad():
+                expected = model.encode(x)
+                model.train()
+                self.assertTrue(model.prompter.training and model.sam.mask_decoder.training)
+                self.assertFalse(any(m.training for m in model.sam.image_encoder.modules()))
+                torch.testing.assert_close(model.encode(x), expected)
+            for b, m in zip(before, norms):
+                torch.testing.assert_close(m.running_mean, b)
+
     def test_lora_on_the_tinyvit_attention(self):
         """LoRA starts as the identity, trains only its own encoder weights, and updates q and v of every head."""
         torch.manual_seed(0)
