@@ -248,6 +248,8 @@ class Experiments:
         print(f"{'resuming from ' + last if last else 'training'} {settings.name}", flush=True)
         atomic_write_json(done, {**record, "finished": False})  # creates run_dir
         overrides = {"dataset_dir": self.dataset_dir, "output_dir": run_dir, **settings.train_overrides()}
+        if settings.cache_embeddings:  # one cache for every run (its manifest rebuilds it if the encoder differs)
+            overrides["cache_dir"] = os.path.join(self.out, "embedding_cache")
         _run(_bundle_cmd("training", ["train.yaml"], overrides, self.bundle_dir), os.path.join(run_dir, "train.log"))
         if not os.path.isfile(model):
             raise SystemExit(f"{model}: the training wrote no model (no validation ran); see {run_dir}/train.log.")

