@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import unittest
@@ -38,6 +39,24 @@ class TestQuickstart(unittest.TestCase):
             case = seg[0].replace("_seg.nii.gz", "")
             image = nib.load(os.path.join(d, "data", "acdc", "images", f"{case}.nii.gz"))
             self.assertEqual(nib.load(os.path.join(d, "acdc", "predictions", seg[0])).shape, image.shape)
+
+    def test_litemedsam_recipe_trains_from_cached_embeddings(self):
+        cwd = os.getcwd()
+        with tempfile.TemporaryDirectory() as d:
+            os.chdir(REPO)
+            try:
+                summary = run_quickstart(out=d, cases=3, epochs=1, image_size=64, sam_type="litemedsam")
+            finally:
+                os.chdir(cwd)
+            self.assertGreater(summary["protocols"]["aisam"]["num_cases"], 0)
+            with open(os.path.join(d, "acdc", "embedding_cache", "manifest.json")) as f:
+                manifest = json.load(f)
+            self.assertEqual((manifest["sam_type"], manifest["image_size"]), ("litemedsam", 64))
+            volumes = [f for f in os.listdir(os.path.join(d, "acdc", "embedding_cache")) if f.startswith("volume_")]
+            self.assertEqual(len(volumes), len(manifest["datalist"]))  # one file per training volume
+            self.assertTrue(os.path.getsize(os.path.join(d, "quickstart.png")) > 1000)
+        with self.assertRaises(SystemExit):
+            run_quickstart(out="unused", sam_type="vit_h")
 
 
 if __name__ == "__main__":
