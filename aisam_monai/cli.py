@@ -116,7 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--seg", help="segmentation to overlay (.nii.gz)")
     show.add_argument("--label", help="ground truth to show above the segmentation (.nii.gz)")
     show.add_argument("--points", help="points JSON written by segment/refine or by a bundle")
-    show.add_argument("--slices", type=int, nargs="+", help="slice indices (default: up to 4 with foreground)")
+    show.add_argument(
+        "--slices", type=int, nargs="+", help="slice indices (default: up to 4 with foreground in --label, else --seg)"
+    )
     show.add_argument("--class-names", nargs="+", help="class names, background first (default: from --points)")
     show.add_argument("--out", required=True, help="output figure (.png, .pdf, .svg)")
 
@@ -216,7 +218,7 @@ def _show(args: argparse.Namespace) -> None:
     depth = image.shape[2]
     slices = args.slices
     if slices is None:
-        ref = volumes.get("seg", volumes.get("label"))
+        ref = volumes.get("label", volumes.get("seg"))  # the ground truth where given: a missed slice shows
         candidates = np.flatnonzero(ref.reshape(-1, depth).any(0)) if ref is not None else np.arange(depth)
         candidates = candidates if len(candidates) else np.arange(depth)
         picks = np.linspace(0, len(candidates) - 1, min(4, len(candidates))).round().astype(int)

@@ -8,6 +8,7 @@ import json
 import os
 import tempfile
 import unittest
+from unittest import mock
 
 import nibabel as nib
 import numpy as np
@@ -164,6 +165,22 @@ class TestCommandLine(unittest.TestCase):
         code, err = run("show", self.image, "--seg", self.seg, "--slices", "7", "--out", self.path("f.png"))
         self.assertEqual(code, 2)
         self.assertIn("slice 7 does not exist", err)
+
+    def test_show_picks_slices_from_the_label(self):
+        """Without --slices, the slices shown are those with foreground in --label (else --seg)."""
+        label, seg = np.zeros((H, W, D), np.uint8), np.zeros((H, W, D), np.uint8)
+        label[2:5, 2:5, [1, 2]] = 1
+        seg[2:5, 2:5, [3]] = 1
+        for name, vol in (("gt.nii.gz", label), ("pred.nii.gz", seg)):
+            nib.save(nib.Nifti1Image(vol, AFFINE), self.path(name))
+        shown = {}
+        with mock.patch("aisam_monai.cli.plot_slices", side_effect=lambda images, **kw: shown.update(kw)):
+            for args, expected in (
+                (("--label", self.path("gt.nii.gz"), "--seg", self.path("pred.nii.gz")), ["slice 1", "slice 2"]),
+                (("--seg", self.path("pred.nii.gz")), ["slice 3"]),
+            ):
+                self.assertEqual(run("show", self.image, *args, "--out", self.path("g.png"))[0], 0)
+                self.assertEqual(shown["titles"], expected)
 
     def test_plain_config(self):
         predictor = AISAMPredictor.from_checkpoint(self.checkpoint, dict(CONFIG), progress=False)
