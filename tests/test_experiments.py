@@ -121,6 +121,18 @@ class TestPaperTablesPage(unittest.TestCase):
             self.assertEqual(_settings_of(*command[4:]).name, "acdc_litemedsam_s128_e40_np4_hard_full")
         self.assertEqual(parse_args(commands[1][3:]).points, [1, 2, 4, 8, 16])
 
+    def test_recorded_runs_parse(self):
+        """The page's record of the measured runs (a text block, 30 minutes of CPU) names valid tables and options."""
+        with open(os.path.join(REPO, "docs", "paper_tables.md")) as f:
+            block = re.search(r"```text\n(python -m aisam_monai.data.synthetic.*?)```", f.read(), re.S).group(1)
+        runs = [shlex.split(line)[3:] for line in block.splitlines() if "aisam_monai.experiments" in line]
+        self.assertEqual([r[0] for r in runs], ["table1", "table3", "table2"])
+        for run in runs:
+            args = parse_args(run)
+            self.assertEqual(
+                (args.sam_type, args.image_size, args.epochs, args.cache_embeddings), ("litemedsam", 128, 4, True)
+            )
+
 
 class TestBadInput(unittest.TestCase):
     def test_missing_dataset_is_one_line_before_training(self):
