@@ -12,7 +12,8 @@ any long work and before anything is written.
 * :func:`check_label_file`: a label volume on the image's grid with integer values in the class set.
 * :func:`check_image_array`, :func:`check_label_array`: the same rules on arrays (dataset preparation, arrays
   given to the predictor).
-* :func:`check_model_settings`: ``sam_type`` and ``image_size`` the encoder can take.
+* :func:`check_model_settings`: ``sam_type`` and ``image_size`` the encoder can take, and an existing SAM
+  checkpoint file where one is named.
 * :func:`~aisam_monai.io.checkpoint.check_checkpoint` (checkpoint compatibility) and the edit checks of
   :mod:`aisam_monai.interactive.edit_state` (a prompt inside the image, a class of the set) complete the layer.
 
