@@ -41,6 +41,10 @@ class AIPrompter(nn.Module):
         hard_points: training uses straight-through Gumbel one-hot weights; otherwise soft weights.
         sample_at_inference: evaluation also samples Gumbel noise (the reference's stochastic
             evaluation) instead of the deterministic ``onehot(argmax)``.
+        image_pe: the transformer and the classifier read ``X + P`` (``P`` SAM's dense positional encoding)
+            instead of the paper's ``X``. The paper's prompter takes position from the embedding itself, which SAM's
+            ViTs give (they add an absolute position embedding); an encoder without one (LiteMedSAM's TinyViT has
+            only relative attention biases) leaves the prompter unable to tell where on the grid a feature lies.
     """
 
     def __init__(
@@ -56,9 +60,11 @@ class AIPrompter(nn.Module):
         classifier_depth: int | None = None,
         hard_points: bool = True,
         sample_at_inference: bool = False,
+        image_pe: bool = False,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
+        self.image_pe = image_pe
         self.num_points = num_points
         self.hard_points = hard_points
         self.sample_at_inference = sample_at_inference
@@ -107,18 +113,21 @@ class AIPrompter(nn.Module):
             return F.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)
         return logits.softmax(-1)
 
-    def embedding_logits(self, image: torch.Tensor) -> dict[str, torch.Tensor | None]:
+    def embedding_logits(self, image: torch.Tensor, dense_pe: torch.Tensor) -> dict[str, torch.Tensor | None]:
         """
         The part of the prompter that depends on the image embedding alone (its transformer and the classifier),
         so that interactive use computes it once per slice and reruns only the cheap rest for each edit.
 
         Args:
             image: ``(B, D, h, w)`` image embedding ``X`` (pass it detached).
+            dense_pe: ``(1, D, h, w)`` SAM dense positional encoding ``P`` (read only with ``image_pe``).
 
         Returns:
             ``point_logits`` ``(B, C, Np, h*w)`` and ``class_logits`` ``(B, C)`` or None.
         """
         b, _, h, w = image.shape
+        if self.image_pe:
+            image = image + dense_pe
         class_ids = torch.arange(self.num_classes, device=image.device).repeat(b)
         return {
             "point_logits": self.point_logits(image, class_ids).view(b, self.num_classes, self.num_points, h * w),
@@ -150,7 +159,7 @@ class AIPrompter(nn.Module):
         if point_mode not in POINT_MODES:
             raise ValueError(f"point_mode must be one of {POINT_MODES}, got {point_mode!r}.")
         b, _, h, w = image.shape
-        cached = embedding_logits if embedding_logits is not None else self.embedding_logits(image)
+        cached = embedding_logits if embedding_logits is not None else self.embedding_logits(image, dense_pe)
         logits = cached["point_logits"]
         if box_mask is not None:
             logits = logits.masked_fill(~box_mask.flatten(2).unsqueeze(2), BOX_FILL)

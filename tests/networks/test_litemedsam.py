@@ -92,6 +92,7 @@ class TestLiteMedSAMWeights(unittest.TestCase):
             self.assertEqual(
                 (model.grid, model.mask_size, model.pixel_normalization), ((size // 4,) * 2, (size,) * 2, "unit")
             )
+            self.assertTrue(model.prompter.image_pe)  # TinyViT's embedding carries no absolute position
             with torch.no_grad():
                 out = model(torch.rand(2, 3, size, size))
             self.assertEqual(tuple(out["logits"].shape), (2, 4, size, size))
@@ -100,7 +101,9 @@ class TestLiteMedSAMWeights(unittest.TestCase):
     def test_frozen_encoder_keeps_its_batchnorm_statistics_in_training(self):
         """train() leaves a frozen (or LoRA-tuned) TinyViT in eval mode: same embedding, running stats unchanged."""
         for use_lora in (False, True):
-            model = AISAM(num_classes=3, sam_type="litemedsam", image_size=128, use_lora=use_lora).eval()
+            model = AISAM(num_classes=3, sam_type="litemedsam", image_size=128, use_lora=use_lora)
+            self.assertFalse(any(m.training for m in model.sam.image_encoder.modules()))  # also when just built
+            model.eval()
             norms = [m for m in model.sam.image_encoder.modules() if isinstance(m, nn.BatchNorm2d)]
             self.assertTrue(norms)
             before = [m.running_mean.clone() for m in norms]

@@ -309,8 +309,6 @@ class TestBundles(_Matrix):
 
     @parameterized.expand(_image_cases("evaluate"))
     def test_evaluate_image(self, _, case: Case):
-        if case.nonfinite == "fill":
-            self.skipTest("evaluation takes prepared (finite) datasets: prepare --nonfinite fill")
         folder = self.folder(f"evaluate_{case.name}")
         image = self.input_file(case, folder)
         self._evaluate(case, image, save(os.path.join(folder, "label.nii.gz"), label()), folder, image)
