@@ -45,6 +45,10 @@ class AIPrompter(nn.Module):
             instead of the paper's ``X``. The paper's prompter takes position from the embedding itself, which SAM's
             ViTs give (they add an absolute position embedding); an encoder without one (LiteMedSAM's TinyViT has
             only relative attention biases) leaves the prompter unable to tell where on the grid a feature lies.
+        point_logit_scale: factor on the point logits ``e_n F^T``. The paper's are unscaled (1.0); with
+            layer-normalised ``e_n`` and ``F`` of width ``D`` their spread at initialisation is about ``sqrt(D)``, so
+            the softmax over the grid starts almost one-hot and its gradient almost vanishes. ``D ** -0.5`` starts it
+            soft, as scaled dot-product attention does.
     """
 
     def __init__(
@@ -61,10 +65,12 @@ class AIPrompter(nn.Module):
         hard_points: bool = True,
         sample_at_inference: bool = False,
         image_pe: bool = False,
+        point_logit_scale: float = 1.0,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.image_pe = image_pe
+        self.point_logit_scale = point_logit_scale
         self.num_points = num_points
         self.hard_points = hard_points
         self.sample_at_inference = sample_at_inference
@@ -88,13 +94,14 @@ class AIPrompter(nn.Module):
             class_ids: ``(B*G,)`` class of each row, the ``G`` rows of an image consecutive.
 
         Returns:
-            ``(B*G, Np, h*w)`` logits ``e_n F^T``.
+            ``(B*G, Np, h*w)`` logits ``e_n F^T`` (times ``point_logit_scale``).
         """
         tokens = torch.cat([self.prompt_emb.expand(len(class_ids), -1, -1), self.class_emb[class_ids]], dim=1)
         q, f = self.transformer(tokens, image)
         q = q[:, : self.num_points]
         e = self.point_norm(self.point_proj(q) + q)
-        return e @ f.transpose(1, 2)
+        logits = e @ f.transpose(1, 2)
+        return logits if self.point_logit_scale == 1.0 else logits * self.point_logit_scale
 
     def select(self, logits: torch.Tensor, point_mode: str = "generalized") -> torch.Tensor:
         """

@@ -51,6 +51,8 @@ class AISAM(nn.Module):
         prompter_image_pe: the prompter reads ``X + P`` (SAM's dense positional encoding ``P``) instead of the
             paper's ``X`` (see :class:`AIPrompter`); None: only for a backbone whose embedding carries no absolute
             position (``litemedsam``).
+        point_logit_scale: factor on the AI-Prompter's point logits (see :class:`AIPrompter`); None: ``sam_type``'s
+            (1.0, the paper's, except ``1/sqrt(D)`` for ``litemedsam``).
 
     Example::
 
@@ -76,6 +78,7 @@ class AISAM(nn.Module):
         sample_points_at_inference: bool = False,
         pixel_normalization: str | None = None,
         prompter_image_pe: bool | None = None,
+        point_logit_scale: float | None = None,
     ) -> None:
         super().__init__()
         if num_classes < 2:
@@ -105,6 +108,7 @@ class AISAM(nn.Module):
             hard_points=hard_points,
             sample_at_inference=sample_points_at_inference,
             image_pe=not backbone.position_embedding if prompter_image_pe is None else prompter_image_pe,
+            point_logit_scale=backbone.point_logit_scale if point_logit_scale is None else point_logit_scale,
             **PROMPTER_SIZES.get(sam_type, DEFAULT_PROMPTER_SIZE),
         )
         self.train()  # a new module is in training mode: keep a frozen encoder's normalisation as pretrained

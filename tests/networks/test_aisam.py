@@ -222,6 +222,31 @@ class TestPrompterImagePE(unittest.TestCase):
             torch.testing.assert_close(out["point_features"], used.float() @ (pe.flatten(2).transpose(1, 2) + x))
 
 
+class TestPointLogitScale(unittest.TestCase):
+    def test_scale_multiplies_the_logits(self):
+        plain, scaled = _model().eval(), _model(point_logit_scale=0.25).eval()
+        self.assertEqual((plain.prompter.point_logit_scale, scaled.prompter.point_logit_scale), (1.0, 0.25))
+        with torch.no_grad():
+            emb = plain.encode(torch.rand(2, 3, 64, 64))
+            expected = plain.prompter_logits(emb)["point_logits"] * 0.25
+            torch.testing.assert_close(scaled.prompter_logits(emb)["point_logits"], expected)
+
+    def test_unscaled_softmax_starts_almost_one_hot_at_width_256(self):
+        """Why LiteMedSAM's prompter scales by 1/sqrt(D): at D = 256 the paper's unscaled point logits put most of
+        each point's weight on one cell of a 32 x 32 grid at initialisation; scaled, the weight is spread."""
+        from aisam_monai.networks import AIPrompter
+
+        peaks = []
+        for scale in (1.0, 256**-0.5):
+            torch.manual_seed(0)
+            prompter = AIPrompter(4, 256, depth=1, num_heads=8, mlp_dim=256, point_logit_scale=scale).eval()
+            with torch.no_grad():
+                logits = prompter.embedding_logits(torch.randn(2, 256, 32, 32), torch.zeros(1, 256, 32, 32))
+            peaks.append(logits["point_logits"].softmax(-1).amax(-1).mean().item())
+        self.assertGreater(peaks[0], 0.5)
+        self.assertLess(peaks[1], 0.1)
+
+
 class TestCombine(unittest.TestCase):
     def test_gates(self):
         logits = torch.zeros(1, 3, 2, 2)

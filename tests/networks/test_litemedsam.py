@@ -93,6 +93,7 @@ class TestLiteMedSAMWeights(unittest.TestCase):
                 (model.grid, model.mask_size, model.pixel_normalization), ((size // 4,) * 2, (size,) * 2, "unit")
             )
             self.assertTrue(model.prompter.image_pe)  # TinyViT's embedding carries no absolute position
+            self.assertEqual(model.prompter.point_logit_scale, 1 / 16)  # 1/sqrt(D), D = 256
             with torch.no_grad():
                 out = model(torch.rand(2, 3, size, size))
             self.assertEqual(tuple(out["logits"].shape), (2, 4, size, size))
