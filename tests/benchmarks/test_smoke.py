@@ -58,6 +58,15 @@ class TestBenchmarkSmoke(unittest.TestCase):
         self.assertTrue(all(r["samples_per_s"] > 0 for r in record["rows"]))
         self.assertGreater(record["summary"]["trainable_parameters"], 0)
 
+    def test_train_step_from_embeddings(self):
+        """--from-embeddings: the decoder-only step, the frozen encoder without LoRA, no loop step."""
+        with tempfile.TemporaryDirectory() as tmp:
+            record = bench_train_step.main(["--smoke", "--threads", "1", "--from-embeddings", "--out", f"{tmp}/t.json"])
+        self.assertEqual([(r["path"], r["input"]) for r in record["rows"]], [("aisam", "embedding")])
+        self.assertGreater(record["rows"][0]["samples_per_s"], 0)
+        with_lora = bench_train_step.main(["--smoke", "--threads", "1", "--no-baseline"])
+        self.assertLess(record["summary"]["trainable_parameters"], with_lora["summary"]["trainable_parameters"])
+
     def test_volume(self):
         record = self._run(bench_volume, "volume")
         cases = [(r["case"], r["path"]) for r in record["rows"]]
