@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
+import re
+import shlex
 import tempfile
 import unittest
 
@@ -15,6 +18,22 @@ from benchmarks import bench_cache, bench_editor, bench_flops, bench_forward, be
 from benchmarks.reference import reference_forward
 
 torch.set_num_threads(1)
+PAGE = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "docs", "benchmarks.md"
+)
+
+
+class TestDocumentedCommands(unittest.TestCase):
+    def test_every_command_of_the_page_parses(self):
+        """docs/benchmarks.md's commands (minutes to hours each; the smoke runs below run every script) are valid:
+        optional parts in brackets included, the placeholders S and E given values."""
+        with open(PAGE) as f:
+            commands = re.findall(r"python -m benchmarks\.(\w+)([^`\n]*)", f.read())
+        self.assertGreaterEqual(len(commands), 10)
+        for module, args in commands:
+            argv = [{"S": "128", "E": "2"}.get(a, a) for a in shlex.split(args.replace("[", "").replace("]", ""))]
+            with self.subTest(module=module, argv=argv):
+                importlib.import_module(f"benchmarks.{module}").parse_args(argv)
 
 
 class TestBenchmarkSmoke(unittest.TestCase):
