@@ -122,16 +122,18 @@ class TestPaperTablesPage(unittest.TestCase):
         self.assertEqual(parse_args(commands[1][3:]).points, [1, 2, 4, 8, 16])
 
     def test_recorded_runs_parse(self):
-        """The page's record of the measured runs (a text block, 30 minutes of CPU) names valid tables and options."""
+        """The page's records of the measured runs (text blocks, half an hour of CPU each) name valid tables and
+        options: table1 and table3 with LiteMedSAM's current prompter (24 epochs), table2 from the earlier run."""
         with open(os.path.join(REPO, "docs", "paper_tables.md")) as f:
-            block = re.search(r"```text\n(python -m aisam_monai.data.synthetic.*?)```", f.read(), re.S).group(1)
-        runs = [shlex.split(line)[3:] for line in block.splitlines() if "aisam_monai.experiments" in line]
-        self.assertEqual([r[0] for r in runs], ["table1", "table3", "table2"])
-        for run in runs:
-            args = parse_args(run)
-            self.assertEqual(
-                (args.sam_type, args.image_size, args.epochs, args.cache_embeddings), ("litemedsam", 128, 4, True)
-            )
+            blocks = re.findall(r"```text\n(python -m aisam_monai.data.synthetic.*?)```", f.read(), re.S)
+        recorded = []
+        for block in blocks:
+            runs = [shlex.split(line)[3:] for line in block.splitlines() if "aisam_monai.experiments" in line]
+            recorded.append([(parse_args(r).table, parse_args(r).epochs) for r in runs])
+            for run in runs:
+                args = parse_args(run)
+                self.assertEqual((args.sam_type, args.image_size, args.cache_embeddings), ("litemedsam", 128, True))
+        self.assertEqual(recorded, [[("table1", 24), ("table3", 24)], [("table2", 4)]])
 
 
 class TestBadInput(unittest.TestCase):
