@@ -91,9 +91,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     loss_fn = AISAMLoss(args.classes)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    source = "embedding" if args.from_embeddings else "image"
     config = {"sam_type": args.sam_type, "image_size": args.size, "num_classes": args.classes, "dtype": dtype}
-    config["input"] = source
+    config["input"] = "embedding" if args.from_embeddings else "image"
     paths = [("aisam", model.decode if args.from_embeddings else model, b) for b in args.batches]
     if not args.no_baseline:
         paths.append(("loop", lambda image: reference_forward(model, image), args.baseline_batch or min(args.batches)))

@@ -128,10 +128,10 @@ class TestPaperTablesPage(unittest.TestCase):
             blocks = re.findall(r"```text\n(python -m aisam_monai.data.synthetic.*?)```", f.read(), re.S)
         recorded = []
         for block in blocks:
-            runs = [shlex.split(line)[3:] for line in block.splitlines() if "aisam_monai.experiments" in line]
-            recorded.append([(parse_args(r).table, parse_args(r).epochs) for r in runs])
-            for run in runs:
-                args = parse_args(run)
+            lines = [line for line in block.splitlines() if "aisam_monai.experiments" in line]
+            runs = [parse_args(shlex.split(line)[3:]) for line in lines]
+            recorded.append([(args.table, args.epochs) for args in runs])
+            for args in runs:
                 self.assertEqual((args.sam_type, args.image_size, args.cache_embeddings), ("litemedsam", 128, True))
         self.assertEqual(recorded, [[("table1", 24), ("table3", 24), ("table2", 24)]])
 

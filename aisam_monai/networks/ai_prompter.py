@@ -100,8 +100,7 @@ class AIPrompter(nn.Module):
         q, f = self.transformer(tokens, image)
         q = q[:, : self.num_points]
         e = self.point_norm(self.point_proj(q) + q)
-        logits = e @ f.transpose(1, 2)
-        return logits if self.point_logit_scale == 1.0 else logits * self.point_logit_scale
+        return (e @ f.transpose(1, 2)) * self.point_logit_scale
 
     def select(self, logits: torch.Tensor, point_mode: str = "generalized") -> torch.Tensor:
         """
