@@ -2,7 +2,7 @@
 """Export a trained AI-SAM into a self-contained bundle folder, the layout MONAI Label and the Model Zoo load.
 
     python -m aisam_monai.serving.export bundles/acdc --checkpoint runs/acdc/model.pt --out apps/aisam/model/acdc \\
-        [--sam_type vit_b] [--image_size 1024] [--use_lora false] [--dataset_dir data/acdc]
+        [--sam_type vit_b] [--image_size 1024] [--use_lora false] [--num_points 4] [--dataset_dir data/acdc]
 
 The folder gets the bundle's files (``LICENSE``, ``large_files.yml``, ``docs/``, ``configs/``), the network weights
 as ``models/model.pt`` (``{"model": state_dict}``, the optimizer and the rest of a training checkpoint dropped) and
@@ -29,7 +29,7 @@ from aisam_monai.io.checkpoint import check_checkpoint
 
 __all__ = ["export_bundle", "main"]
 
-NETWORK_KEYS = ("sam_type", "image_size", "use_lora")
+NETWORK_KEYS = ("sam_type", "image_size", "use_lora", "num_points")
 """Top-level keys of ``inference.yaml`` that must match the training run (``num_classes`` is the bundle's)."""
 
 
