@@ -41,10 +41,13 @@ class AIPrompter(nn.Module):
         hard_points: training uses straight-through Gumbel one-hot weights; otherwise soft weights.
         sample_at_inference: evaluation also samples Gumbel noise (the reference's stochastic
             evaluation) instead of the deterministic ``onehot(argmax)``.
-        image_pe: the transformer and the classifier read ``X + P`` (``P`` SAM's dense positional encoding)
-            instead of the paper's ``X``. The paper's prompter takes position from the embedding itself, which SAM's
-            ViTs give (they add an absolute position embedding); an encoder without one (LiteMedSAM's TinyViT has
-            only relative attention biases) leaves the prompter unable to tell where on the grid a feature lies.
+        image_pe: the transformer reads ``X + P`` (``P`` SAM's dense positional encoding) instead of the paper's
+            ``X``. The paper's prompter takes position from the embedding itself, which SAM's ViTs give (they add an
+            absolute position embedding); an encoder without one (LiteMedSAM's TinyViT has only relative attention
+            biases) leaves the prompter unable to tell where on the grid a feature lies. The classifier reads ``X``
+            either way: class presence does not depend on where, and with ``X + P`` the classifier of LiteMedSAM
+            on the phantoms still predicted the class priors after 1,000 steps, where with ``X`` it was 94 %
+            accurate on held-out slices.
         point_logit_scale: factor on the point logits ``e_n F^T``. The paper's are unscaled (1.0); with
             layer-normalised ``e_n`` and ``F`` of width ``D`` their spread at initialisation is about ``sqrt(D)``, so
             the softmax over the grid starts almost one-hot and its gradient almost vanishes. ``D ** -0.5`` starts it
@@ -126,17 +129,17 @@ class AIPrompter(nn.Module):
 
         Args:
             image: ``(B, D, h, w)`` image embedding ``X`` (pass it detached).
-            dense_pe: ``(1, D, h, w)`` SAM dense positional encoding ``P`` (read only with ``image_pe``).
+            dense_pe: ``(1, D, h, w)`` SAM dense positional encoding ``P`` (read only with ``image_pe``, by the
+                transformer).
 
         Returns:
             ``point_logits`` ``(B, C, Np, h*w)`` and ``class_logits`` ``(B, C)`` or None.
         """
         b, _, h, w = image.shape
-        if self.image_pe:
-            image = image + dense_pe
+        located = image + dense_pe if self.image_pe else image
         class_ids = torch.arange(self.num_classes, device=image.device).repeat(b)
         return {
-            "point_logits": self.point_logits(image, class_ids).view(b, self.num_classes, self.num_points, h * w),
+            "point_logits": self.point_logits(located, class_ids).view(b, self.num_classes, self.num_points, h * w),
             "class_logits": self.classifier(image) if self.classifier is not None else None,
         }
 

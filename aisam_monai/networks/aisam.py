@@ -53,9 +53,9 @@ class AISAM(nn.Module):
         pixel_normalization: the input convention of the backbone, :attr:`pixel_normalization`; None takes
             ``sam_type``'s (``"sam"`` for SAM's ViTs and ``tiny``, ``"unit"`` for ``litemedsam``). Give ``"unit"``
             with MedSAM's ViT-B checkpoint (``sam_type="vit_b"``), which expects min-max ``[0, 1]`` images.
-        prompter_image_pe: the prompter reads ``X + P`` (SAM's dense positional encoding ``P``) instead of the
-            paper's ``X`` (see :class:`AIPrompter`); None: only for a backbone whose embedding carries no absolute
-            position (``litemedsam``).
+        prompter_image_pe: the prompter's transformer reads ``X + P`` (SAM's dense positional encoding ``P``)
+            instead of the paper's ``X`` (see :class:`AIPrompter`; the classifier reads ``X``); None: only for a
+            backbone whose embedding carries no absolute position (``litemedsam``).
         point_logit_scale: factor on the AI-Prompter's point logits (see :class:`AIPrompter`); None: ``sam_type``'s
             (1.0, the paper's, except ``1/sqrt(D)`` for ``litemedsam``).
 

@@ -2,6 +2,15 @@
 from __future__ import annotations
 
 from .attention import Attention, multihead_attention, sam_attention
-from .mlp import ConvMLP, GroupedMLP, LayerNorm2d, MLPBlock
+from .mlp import ConvMLP, GroupedMLP, LayerNorm2d, MLPBlock, layer_norm_2d
 
-__all__ = ["Attention", "multihead_attention", "sam_attention", "ConvMLP", "GroupedMLP", "LayerNorm2d", "MLPBlock"]
+__all__ = [
+    "Attention",
+    "multihead_attention",
+    "sam_attention",
+    "ConvMLP",
+    "GroupedMLP",
+    "LayerNorm2d",
+    "MLPBlock",
+    "layer_norm_2d",
+]
