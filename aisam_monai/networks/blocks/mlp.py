@@ -62,7 +62,8 @@ def layer_norm_2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps
     root) without the chain of elementwise passes, which in training costs a further pass each in backward.
     Returns ``(B, C, H, W)`` in channels-last memory layout.
     """
-    return F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), weight, bias, eps).permute(0, 3, 1, 2)
+    # the parameter's shape, not the input's: it stays a constant when traced (TorchScript, ONNX export)
+    return F.layer_norm(x.permute(0, 2, 3, 1), weight.shape, weight, bias, eps).permute(0, 3, 1, 2)
 
 
 class LayerNorm2d(nn.Module):
