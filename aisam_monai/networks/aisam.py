@@ -138,7 +138,8 @@ class AISAM(nn.Module):
 
         A pretrained decoder (LiteMedSAM's, SAM's) is fine-tuned, while the prompter learns from scratch: in our
         LiteMedSAM runs on the phantoms, 1e-3 for both collapsed the segmentation (0.19 slice Dice after 500
-        steps), and 1e-3 with 1e-4 for the decoder did not (0.79).
+        steps), and 1e-3 with 1e-4 for the decoder did not (0.79); on a short schedule (192 steps) the slower decoder
+        had not yet learnt (docs/paper_tables.md), so the bundles' default is one learning rate.
         """
         decoder = {id(p) for p in self.sam.mask_decoder.parameters()}
         trainable = [p for p in self.parameters() if p.requires_grad]
