@@ -141,10 +141,10 @@ class AISAM(nn.Module):
         steps), and 1e-3 with 1e-4 for the decoder did not (0.79); on a short schedule (192 steps) the slower decoder
         had not yet learnt (docs/paper_tables.md), so the bundles' default is one learning rate.
         """
-        decoder = {id(p) for p in self.sam.mask_decoder.parameters()}
         trainable = [p for p in self.parameters() if p.requires_grad]
         if decoder_lr is None:
             return [{"params": trainable}]
+        decoder = {id(p) for p in self.sam.mask_decoder.parameters()}
         return [
             {"params": [p for p in trainable if id(p) not in decoder]},
             {"params": [p for p in trainable if id(p) in decoder], "lr": decoder_lr},

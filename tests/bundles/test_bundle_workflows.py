@@ -158,14 +158,17 @@ class TestACDCBundle(_BundleCase):
 
     def test_decoder_learning_rate(self):
         """``--decoder_learning_rate`` gives SAM's mask decoder its own learning rate in the bundle's optimizer."""
-        parser = ConfigParser()
-        parser.read_config(os.path.join(REPO, "bundles", self.bundle, "configs", "train.yaml"))
-        parser.update({"dataset_dir": self.data, "output_dir": self.out, **FAST})
+
+        def train_config(**overrides) -> ConfigParser:
+            parser = ConfigParser()
+            parser.read_config(os.path.join(REPO, "bundles", self.bundle, "configs", "train.yaml"))
+            parser.update({"dataset_dir": self.data, "output_dir": self.out, **FAST, **overrides})
+            return parser
+
+        parser = train_config()
         (group,) = parser.get_parsed_content("optimizer").param_groups
         self.assertEqual(group["lr"], parser.get_parsed_content("learning_rate"))
-        parser = ConfigParser()
-        parser.read_config(os.path.join(REPO, "bundles", self.bundle, "configs", "train.yaml"))
-        parser.update({"dataset_dir": self.data, "output_dir": self.out, "decoder_learning_rate": 1e-5, **FAST})
+        parser = train_config(decoder_learning_rate=1e-5)
         rest, decoder = parser.get_parsed_content("optimizer").param_groups
         self.assertEqual((rest["lr"], decoder["lr"]), (parser.get_parsed_content("learning_rate"), 1e-5))
         network = parser.get_parsed_content("network")

@@ -12,8 +12,10 @@ from monai.data import MetaTensor
 
 from aisam_monai.inferers import AISAMVolumeNet, SliceVolumeInferer
 from aisam_monai.interactive import CLICKS_META_KEY, ClickLabelInferer, Clicksd, parse_clicks, volume_prompts
+from aisam_monai.io.model_loading import model_from_bundle
 from aisam_monai.networks import AISAM
 from aisam_monai.serving.export import export_bundle
+from aisam_monai.serving.export import main as export_main
 
 torch.set_num_threads(1)
 NAMES = ["background", "RV", "Myo", "LV"]
@@ -106,18 +108,15 @@ class TestExportBundle(unittest.TestCase):
                 self.assertTrue(os.path.isfile(os.path.join(out, name)), name)
 
     def test_points_per_class_travel_with_the_export(self):
-        from aisam_monai.io.model_loading import model_from_bundle
-        from aisam_monai.serving.export import main
-
         with tempfile.TemporaryDirectory() as d:
             checkpoint = os.path.join(d, "model.pt")
             net = AISAM(num_classes=4, sam_type="tiny", image_size=64, num_points=2)
             torch.save({"model": net.state_dict()}, checkpoint)
             bundle, out = os.path.join(REPO, "bundles", "acdc"), os.path.join(d, "acdc")
             args = [bundle, "--checkpoint", checkpoint, "--out", out, "--sam_type", "tiny", "--image_size", "64"]
-            self.assertEqual(main(args), 2)  # the config's 4 points per class do not fit the weights
+            self.assertEqual(export_main(args), 2)  # the config's 4 points per class do not fit the weights
             self.assertFalse(os.path.exists(out))
-            self.assertEqual(main([*args, "--num_points", "2"]), 0)
+            self.assertEqual(export_main([*args, "--num_points", "2"]), 0)
             loaded = model_from_bundle(out).model
             self.assertEqual(loaded.prompter.num_points, 2)
             torch.testing.assert_close(loaded.state_dict(), net.state_dict())
